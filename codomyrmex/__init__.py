@@ -1,0 +1,1 @@
+"""The Codomyrmex namespace; see codomyrmex.logistics.orchestration.project."""

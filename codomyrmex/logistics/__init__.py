@@ -1,0 +1,1 @@
+"""Logistics modules of Codomyrmex."""

@@ -1,0 +1,1 @@
+"""Orchestration modules of Codomyrmex."""

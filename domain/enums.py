@@ -1,0 +1,116 @@
+"""The spec's enumerations, exactly as the API names them.
+
+Status enums are ``str`` enums whose values are the lower-case names the spec's
+return dicts use (``"planning"``, ``"active"``, ...), so a status can be compared with
+the enum or with its string and is encoded in events by value. ``TaskPriority`` is an
+``int`` enum so that priorities order naturally (``CRITICAL > HIGH > NORMAL > LOW``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+
+__all__ = [
+    "AllocationStatus",
+    "OrchestrationMode",
+    "ProjectStatus",
+    "ProjectType",
+    "ResourceStatus",
+    "ResourceType",
+    "SessionStatus",
+    "TaskPriority",
+    "TaskStatus",
+    "WorkflowStatus",
+]
+
+
+class WorkflowStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskStatus(str, Enum):
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class TaskPriority(IntEnum):
+    LOW = 1
+    NORMAL = 2
+    HIGH = 3
+    CRITICAL = 4
+
+
+class ProjectStatus(str, Enum):
+    PLANNING = "planning"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ARCHIVED = "archived"
+    FAILED = "failed"
+
+
+class ProjectType(str, Enum):
+    """Project types named by the upstream templates; ``CUSTOM`` when none applies."""
+
+    AI_ANALYSIS = "ai_analysis"
+    DATA_PIPELINE = "data_pipeline"
+    WEB_APPLICATION = "web_application"
+    CUSTOM = "custom"
+
+
+class ResourceType(str, Enum):
+    CPU = "cpu"
+    MEMORY = "memory"
+    DISK = "disk"
+    NETWORK = "network"
+    FILE = "file"
+    DATABASE = "database"
+    EXTERNAL_API = "external_api"
+    GPU = "gpu"
+    QUEUE = "queue"
+    LOCK = "lock"
+    SEMAPHORE = "semaphore"
+
+
+class ResourceStatus(str, Enum):
+    AVAILABLE = "available"
+    IN_USE = "in_use"
+    RESERVED = "reserved"
+    MAINTENANCE = "maintenance"
+    UNAVAILABLE = "unavailable"
+
+
+class OrchestrationMode(str, Enum):
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+    PRIORITY = "priority"
+    RESOURCE_AWARE = "resource_aware"
+
+
+class SessionStatus(str, Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+class AllocationStatus(str, Enum):
+    """Lifecycle of one resource allocation (not in the spec, which keeps allocations
+    as plain records; the event log needs their lifecycle to be explicit)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    REVOKED = "revoked"

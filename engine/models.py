@@ -1,0 +1,127 @@
+"""The spec's data models for tasks, as plain dataclasses users build and read.
+
+They are the API's vocabulary, not the state: the engine records a ``Task`` as a
+``task.created`` event and answers ``get_task``/``list_tasks`` with ``Task`` objects
+rebuilt from the task view (so their fields show what the log says).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from domain.enums import ResourceType, TaskPriority, TaskStatus
+from projections.tasks import ResultRecord, TaskRecord
+
+__all__ = ["Task", "TaskResource", "TaskResult"]
+
+
+@dataclass
+class TaskResource:
+    """A resource a task needs. ``mode``: ``"read"`` is shared; ``"write"`` and
+    ``"exclusive"`` are exclusive."""
+
+    type: ResourceType
+    identifier: str
+    mode: str = "read"
+    timeout: int | None = None
+
+
+@dataclass
+class TaskResult:
+    success: bool
+    data: Any = None
+    error_message: str | None = None
+    error_type: str | None = None
+    execution_time: float = 0.0
+    memory_usage: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "data": self.data,
+            "error_message": self.error_message,
+            "error_type": self.error_type,
+            "execution_time": self.execution_time,
+            "memory_usage": self.memory_usage,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_record(cls, rec: ResultRecord) -> TaskResult:
+        return cls(
+            success=rec.success,
+            data=rec.data,
+            error_message=rec.error_message,
+            error_type=rec.error_type,
+            execution_time=rec.execution_time,
+            memory_usage=rec.memory_usage,
+            metadata=dict(rec.metadata),
+        )
+
+
+@dataclass
+class Task:
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    name: str = ""
+    description: str = ""
+    module: str = ""
+    action: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    dependencies: list[str] = field(default_factory=list)
+    priority: TaskPriority = TaskPriority.NORMAL
+    resources: list[TaskResource] = field(default_factory=list)
+
+    timeout: int | None = None
+    max_retries: int = 3
+    retry_delay: float = 1.0
+
+    status: TaskStatus = TaskStatus.PENDING
+    retry_count: int = 0
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    result: TaskResult | None = None
+
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, rec: TaskRecord) -> Task:
+        timeout: Any = rec.timeout
+        if isinstance(timeout, float) and timeout.is_integer():
+            timeout = int(timeout)
+        return cls(
+            id=rec.id,
+            name=rec.name,
+            description=rec.description,
+            module=rec.module,
+            action=rec.action,
+            parameters=dict(rec.parameters),
+            dependencies=list(rec.dependencies),
+            priority=TaskPriority(rec.priority),
+            resources=[
+                TaskResource(
+                    type=r.type,
+                    identifier=r.identifier,
+                    mode=r.mode,
+                    timeout=int(r.timeout) if r.timeout is not None else None,
+                )
+                for r in rec.resources
+            ],
+            timeout=timeout,
+            max_retries=rec.max_retries,
+            retry_delay=rec.retry_delay,
+            status=rec.status,
+            retry_count=rec.retry_count,
+            created_at=rec.created_at,
+            started_at=rec.started_at,
+            completed_at=rec.completed_at,
+            result=TaskResult.from_record(rec.result) if rec.result is not None else None,
+            tags=list(rec.tags),
+            metadata=dict(rec.metadata),
+        )

@@ -1,0 +1,817 @@
+"""The spec's ``TaskOrchestrator``, on the event log.
+
+How a task moves (every arrow is an event, committed before anyone acts on it)::
+
+    add_task ──task.created──► PENDING ──task.ready──► READY ──task.started──► RUNNING
+                                                          ▲                      │
+                                   task.retry_scheduled ──┘   task.completed / task.failed
+                                      (after retry_delay)      task.cancelled / timeout
+
+Threading model (no thread ever waits for a commit while holding the lock):
+
+* **Decisions** happen under one lock, in whichever thread has news: the caller of
+  ``add_task``/``cancel_task``, a worker whose action returned, or the timer thread
+  (deadlines, retry delays). A decision updates the write model (``TaskState`` per task,
+  the ready heap, the slot count) and hands the resulting events to the store *in the
+  same critical section*, so the log's order is the decision order.
+* **Commits** are the store's: its committer thread groups whatever is queued into one
+  transaction, applies it to the task view, then runs our callback, which dispatches the
+  attempts whose ``task.started`` just became durable to the executor.
+* **Admission**: READY tasks by priority, then age (creation order), while fewer than
+  ``max_workers`` attempts hold a slot and execution is started.
+
+Data passing: an action that declares ``dependency_results`` receives
+``{dependency id: result data}``, read from the committed task view.
+
+Timeouts: an attempt's deadline is fixed when it is admitted (``task.started`` carries
+it). At the deadline the timer thread records the attempt as failed with
+``error_type="TimeoutError"`` (retried if retries are left); the thread running it is
+abandoned, and its late result is recorded as ``task.late_result_discarded``.
+
+Tasks created by an earlier process are loaded into the views and can be depended on;
+this orchestrator only schedules tasks it created itself (recovery of other processes'
+in-flight tasks is not part of this class).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from domain import task as T
+from domain.enums import TaskStatus
+from domain.errors import (
+    DependencyCycleError,
+    DuplicateIdError,
+    ExecutionNotStartedError,
+    NotFoundError,
+    OrchestrationError,
+    ValidationError,
+)
+from domain.events import Event, EventMeta, Recorded, event_type_name
+from domain.lifecycles import TASK
+from domain.task import TASK_EVENT_TYPES, TaskState
+from engine.clock import Runtime
+from engine.config import default_store_url, resolve_max_workers
+from engine.executors import Executor, ThreadExecutor
+from engine.models import Task, TaskResult
+from engine.registry import DEFAULT_REGISTRY, ActionRegistry
+from engine.store import EventStore, open_store
+from engine.task_input import definition_of, task_from_options
+from projections.tasks import TaskView
+from projections.tasks import apply as apply_task_event
+
+__all__ = ["TaskOrchestrator"]
+
+TASK_TOPICS = tuple(event_type_name(cls) for cls in TASK_EVENT_TYPES)
+_FINAL = TASK.final
+_result_encoder = msgspec.json.Encoder()
+
+
+@dataclass(eq=False)
+class _Attempt:
+    """One admitted attempt, from ``task.started`` until its outcome is recorded."""
+
+    task_id: str
+    number: int
+    deadline: datetime | None
+    started_event_id: str
+    definition: T.TaskCreated
+    sync: bool = False
+    abandoned: bool = False
+    finished: threading.Event | None = None  # only synchronous attempts are waited on
+
+
+class _Ticket:
+    """Lets a caller wait (outside the lock) for the commit of its decision."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def wait(self) -> None:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class _Outcome:
+    success: bool
+    data: Any = None
+    error_type: str = ""
+    error_message: str = ""
+    execution_time: float = 0.0
+    retryable: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskOrchestrator:
+    """Runs tasks with dependencies, priorities, retries, timeouts and cancellation,
+    recording every state change in an event store.
+
+    ``store`` is a URL or an open :class:`EventStore` (shared, not closed by us);
+    default: the SQLite file in ``$CODOMYRMEX_ORCHESTRATION_DIR``.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        store: EventStore | str | None = None,
+        registry: ActionRegistry | None = None,
+        runtime: Runtime | None = None,
+        executor: Executor | None = None,
+        actor: str = "system",
+        correlation_id: str | None = None,
+    ) -> None:
+        self._max_workers = resolve_max_workers(max_workers)
+        self.runtime = runtime or Runtime()
+        self.registry = registry if registry is not None else DEFAULT_REGISTRY
+        if isinstance(store, EventStore):
+            self.store, self._owns_store = store, False
+        else:
+            self.store, self._owns_store = open_store(store or default_store_url()), True
+        self.instance_id = self.runtime.ids.new_id()
+        self.actor = actor
+        self.correlation_id = correlation_id or f"orchestrator:{self.instance_id}"
+        self._executor = executor or ThreadExecutor(max_idle=self._max_workers)
+
+        self._lock = threading.RLock()
+        self._timer_wake = threading.Condition(self._lock)  # new deadline / retry / stop
+        self._settled = threading.Condition(self._lock)  # commits caught up, tasks final
+        self._states: dict[str, TaskState] = {}
+        self._dependents: dict[str, list[str]] = {}
+        self._unmet: dict[str, int] = {}
+        self._age: dict[str, int] = {}
+        self._ages = itertools.count()
+        self._ready: list[tuple[int, int, str]] = []
+        self._delayed: list[tuple[datetime, int, str]] = []
+        self._deadlines: list[tuple[datetime, int, str, int]] = []
+        self._running: dict[str, _Attempt] = {}
+        self._slots_used = 0
+        self._owned: set[str] = set()
+        self._open_owned = 0
+        self._sync_tasks: set[str] = set()
+        self._inflight = 0
+        self._started = False
+        self._closed = False
+        self._timer: threading.Thread | None = None
+        self._store_errors: list[BaseException] = []
+
+        self._view_lock = threading.Lock()
+        self.view = TaskView()
+        self._load_history()
+        self._unsubscribe = self.store.subscribe(self._on_committed_events)
+
+    # -- configuration ---------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    def _meta(self, causation_id: str = "") -> EventMeta:
+        return EventMeta(
+            timestamp=self.runtime.clock.now(),
+            actor=self.actor,
+            correlation_id=self.correlation_id,
+            causation_id=causation_id,
+        )
+
+    # -- history and views -----------------------------------------------------
+
+    def _load_history(self) -> None:
+        """Fold the log's task events into the view and the write model."""
+        states: dict[str, TaskState] = {}
+        for recorded in self.store.read(types=TASK_TOPICS):
+            apply_task_event(self.view, recorded)
+            event = recorded.event
+            states[event.aggregate_id] = T.evolve(states.get(event.aggregate_id), event)
+        for task_id, state in states.items():
+            self._states[task_id] = state
+            self._age[task_id] = next(self._ages)
+            for dep in state.definition.dependencies:
+                self._dependents.setdefault(dep, []).append(task_id)
+
+    def _on_committed_events(self, batch: Sequence[Recorded]) -> None:
+        with self._view_lock:
+            for recorded in batch:
+                if recorded.event.KIND == "task":
+                    apply_task_event(self.view, recorded)
+
+    # -- commands: adding ------------------------------------------------------
+
+    def create_task(self, name: str, module: str, action: str, **kwargs: Any) -> Task:
+        """Build a task from keyword options (``parameters``, ``dependencies``,
+        ``priority``, ``timeout``, ``max_retries``, ``resources``, ``retry_delay``,
+        ``description``, ``tags``, ``metadata``, ``id``), add it, return it as recorded."""
+        task = task_from_options(name, module, action, kwargs)
+        task_id = self.add_task(task)
+        got = self.get_task(task_id)
+        assert got is not None
+        return got
+
+    def add_task(self, task: Task) -> str:
+        """Record ``task`` (durably) and return its id."""
+        return self.add_tasks([task])[0]
+
+    def add_tasks(self, tasks: Iterable[Task]) -> list[str]:
+        """Record several tasks in one commit. Dependencies may point at tasks earlier
+        or later in the same call; a cycle is rejected and nothing is recorded."""
+        definitions = [definition_of(t) for t in tasks]
+        if not definitions:
+            return []
+        with self._lock:
+            self._check_open()
+            order = self._check_new_graph(definitions)
+            meta = self._meta()
+            created = [T.create(task_id, meta, owner=self.instance_id, **defn) for task_id, defn in order]
+            for event in created:  # encoding failures must happen before any state changes
+                self.store.codec.encode(event)
+            events: list[Event] = []
+            for event in created:
+                events.append(event)
+                self._register_new(event, events)
+            self._admit(events, dispatch := [])
+            done = self._commit(events, dispatch, wait=True)
+        self._wait_commit(done)
+        return [task_id for task_id, _ in definitions]
+
+    def _check_new_graph(self, definitions: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        """Duplicate ids, unknown dependencies, cycles; returns dependency order."""
+        new: dict[str, dict[str, Any]] = {}
+        for task_id, defn in definitions:
+            if task_id in self._states or task_id in new:
+                raise DuplicateIdError(f"task id {task_id!r} is already used", details={"task_id": task_id})
+            new[task_id] = defn
+        for task_id, defn in new.items():
+            unknown = [d for d in defn["dependencies"] if d not in self._states and d not in new]
+            if unknown:
+                raise ValidationError(
+                    f"task {task_id!r} depends on unknown task id(s) {unknown}",
+                    code="UNKNOWN_DEPENDENCY",
+                    details={"task_id": task_id, "unknown": unknown},
+                    suggestions=["Add the dependencies first (or in the same add_tasks call)."],
+                )
+        order: list[tuple[str, dict[str, Any]]] = []
+        state: dict[str, int] = {}  # 1 visiting, 2 done
+
+        def visit(task_id: str, path: list[str]) -> None:
+            mark = state.get(task_id)
+            if mark == 2:
+                return
+            if mark == 1:
+                cycle = path[path.index(task_id) :] + [task_id]
+                raise DependencyCycleError(
+                    f"dependency cycle: {' -> '.join(cycle)}", details={"cycle": cycle}
+                )
+            state[task_id] = 1
+            for dep in new[task_id]["dependencies"]:
+                if dep in new:
+                    visit(dep, [*path, task_id])
+            state[task_id] = 2
+            order.append((task_id, new[task_id]))
+
+        for task_id in new:
+            visit(task_id, [])
+        return order
+
+    def _register_new(self, created: T.TaskCreated, events: list[Event]) -> None:
+        task_id = created.aggregate_id
+        state = T.evolve(None, created)
+        self._states[task_id] = state
+        self._age[task_id] = next(self._ages)
+        self._owned.add(task_id)
+        self._open_owned += 1
+        unmet = 0
+        for dep in created.dependencies:
+            self._dependents.setdefault(dep, []).append(task_id)
+            dep_state = self._states[dep]
+            if dep_state.status is TaskStatus.COMPLETED:
+                continue
+            if dep_state.status in _FINAL:
+                self._decide(
+                    events,
+                    T.skip(state, self._meta(), dependency=dep, dependency_status=dep_state.status),
+                )
+                return
+            unmet += 1
+        if unmet:
+            self._unmet[task_id] = unmet
+        else:
+            self._make_ready(state, events, causation_id=created.event_id)
+
+    # -- decisions (called with the lock held) ----------------------------------
+
+    def _decide(self, events: list[Event], event: Event) -> TaskState:
+        """Apply a decided event to the write model and queue it for the batch."""
+        state = T.evolve(self._states[event.aggregate_id], event)
+        events.append(event)
+        if state.status in _FINAL:
+            self._unmet.pop(state.id, None)
+            if state.id in self._owned:
+                self._open_owned -= 1
+            self._propagate(state, events, event.event_id)
+        return state
+
+    def _make_ready(self, state: TaskState, events: list[Event], causation_id: str) -> None:
+        self._decide(events, T.ready(state, self._meta(causation_id)))
+        heapq.heappush(self._ready, (-state.definition.priority, self._age[state.id], state.id))
+
+    def _propagate(self, state: TaskState, events: list[Event], causation_id: str) -> None:
+        """A task reached a final state: release or skip its dependents."""
+        for dependent_id in self._dependents.get(state.id, ()):
+            dependent = self._states[dependent_id]
+            if dependent.status not in (TaskStatus.PENDING, TaskStatus.READY):
+                continue
+            if state.status is TaskStatus.COMPLETED:
+                left = self._unmet.get(dependent_id, 0) - 1
+                if left > 0:
+                    self._unmet[dependent_id] = left
+                elif dependent.status is TaskStatus.PENDING:
+                    self._unmet.pop(dependent_id, None)
+                    self._make_ready(dependent, events, causation_id)
+            else:
+                self._decide(
+                    events,
+                    T.skip(dependent, self._meta(causation_id), dependency=state.id, dependency_status=state.status),
+                )
+
+    def _admit(self, events: list[Event], dispatch: list[_Attempt]) -> None:
+        """Start READY tasks while slots are free (priority, then age)."""
+        if not self._started:
+            return
+        now = None
+        while self._ready and self._slots_used < self._max_workers:
+            _, _, task_id = heapq.heappop(self._ready)
+            state = self._states[task_id]
+            if state.status is not TaskStatus.READY or task_id in self._sync_tasks:
+                continue  # stale heap entry
+            if state.retry_at is not None:
+                now = now or self.runtime.clock.now()
+                if state.retry_at > now:
+                    heapq.heappush(self._delayed, (state.retry_at, self._age[task_id], task_id))
+                    continue
+            dispatch.append(self._start_attempt(state, events))
+
+    def _start_attempt(self, state: TaskState, events: list[Event], *, sync: bool = False) -> _Attempt:
+        started = T.start(state, self._meta(f"task:{state.id}@{state.version}"))
+        self._decide(events, started)
+        attempt = _Attempt(
+            state.id,
+            started.attempt,
+            started.deadline,
+            started.event_id,
+            state.definition,
+            sync=sync,
+            finished=threading.Event() if sync else None,
+        )
+        self._running[state.id] = attempt
+        self._slots_used += 0 if sync else 1
+        if started.deadline is not None:
+            heapq.heappush(self._deadlines, (started.deadline, self._age[state.id], state.id, started.attempt))
+            self._timer_wake.notify()
+        return attempt
+
+    def _end_attempt(self, attempt: _Attempt) -> None:
+        if self._running.get(attempt.task_id) is attempt:
+            del self._running[attempt.task_id]
+            self._slots_used -= 0 if attempt.sync else 1
+            if not self._running:
+                self._settled.notify_all()
+        if attempt.finished is not None:
+            attempt.finished.set()
+
+    def _record_outcome(self, attempt: _Attempt, outcome: _Outcome, events: list[Event]) -> None:
+        state = self._states[attempt.task_id]
+        meta = self._meta(attempt.started_event_id)
+        if attempt.abandoned or self._running.get(attempt.task_id) is not attempt:
+            self._decide(
+                events,
+                T.discard_late_result(
+                    state,
+                    meta,
+                    attempt=attempt.number,
+                    success=outcome.success,
+                    execution_time=outcome.execution_time,
+                    error_type=outcome.error_type or None,
+                ),
+            )
+            return
+        self._end_attempt(attempt)
+        if outcome.success:
+            self._decide(
+                events,
+                T.complete(state, meta, data=outcome.data, execution_time=outcome.execution_time, metadata=outcome.metadata),
+            )
+            return
+        failed = T.attempt_failed(
+            state,
+            meta,
+            error_type=outcome.error_type,
+            error_message=outcome.error_message,
+            execution_time=outcome.execution_time,
+            retryable=outcome.retryable,
+            metadata=outcome.metadata,
+        )
+        self._decide(events, failed)
+        if isinstance(failed, T.TaskRetryScheduled) and not attempt.sync:
+            heapq.heappush(self._delayed, (failed.retry_at, self._age[state.id], state.id))
+            self._timer_wake.notify()
+
+    # -- committing ------------------------------------------------------------
+
+    def _commit(self, events: list[Event], dispatch: list[_Attempt], *, wait: bool = False) -> _Ticket | None:
+        """Queue the decided events (lock held); dispatch attempts once durable."""
+        if not events:
+            return None
+        ticket = _Ticket() if wait else None
+
+        def committed(recorded: Sequence[Recorded] | None, error: BaseException | None) -> None:
+            if error is not None and recorded is None:
+                self._on_store_error(error, dispatch)
+            else:
+                for attempt in dispatch:
+                    if not attempt.sync:
+                        self._executor.submit(lambda a=attempt: self._run_attempt(a))
+            with self._lock:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._settled.notify_all()
+            if ticket is not None:
+                ticket.error = error
+                ticket.done.set()
+
+        self.store.append_async(events, committed)
+        self._inflight += 1
+        return ticket
+
+    @staticmethod
+    def _wait_commit(ticket: _Ticket | None) -> None:
+        if ticket is not None:
+            ticket.wait()
+
+    def _on_store_error(self, error: BaseException, dispatch: list[_Attempt]) -> None:
+        """A batch did not commit: the write model is ahead of the log. Rebuild it
+        from the log once the queue is idle, so decisions resume from the truth."""
+        with self._lock:
+            self._store_errors.append(error)
+            for attempt in dispatch:
+                attempt.abandoned = True
+                self._end_attempt(attempt)
+        threading.Thread(target=self._resync, name="task-orchestrator-resync", daemon=True).start()
+
+    def _resync(self) -> None:
+        self.store.flush()
+        with self._lock:
+            states: dict[str, TaskState] = {}
+            for recorded in self.store.read(types=TASK_TOPICS):
+                event = recorded.event
+                states[event.aggregate_id] = T.evolve(states.get(event.aggregate_id), event)
+            for task_id in list(self._states):
+                if task_id not in states:
+                    self._states.pop(task_id)
+                    if task_id in self._owned:
+                        self._owned.discard(task_id)
+                        self._open_owned -= 1
+                else:
+                    self._states[task_id] = states[task_id]
+            self._settled.notify_all()
+
+    # -- running actions (worker threads) --------------------------------------
+
+    def _execute(self, attempt: _Attempt) -> _Outcome:
+        """Run the action of ``attempt`` in this thread and capture its outcome."""
+        clock = self.runtime.clock
+        defn = attempt.definition
+        begin = clock.monotonic()
+        try:
+            entry = self.registry.resolve(defn.module, defn.action)
+        except OrchestrationError as e:
+            return _Outcome(False, error_type=type(e).__name__, error_message=str(e), retryable=False)
+        kwargs = dict(defn.parameters)
+        if entry.wants_dependency_results:
+            with self._view_lock:
+                kwargs["dependency_results"] = {
+                    dep: self._result_data(dep) for dep in defn.dependencies
+                }
+        try:
+            data = entry.fn(**kwargs)
+        except Exception as e:  # the action's failure is the task's outcome, recorded
+            return _Outcome(
+                False,
+                error_type=type(e).__name__,
+                error_message=str(e) or repr(e),
+                execution_time=clock.monotonic() - begin,
+                metadata={"traceback": traceback.format_exc(limit=8)},
+            )
+        elapsed = clock.monotonic() - begin
+        try:
+            encoded = _result_encoder.encode(data)
+        except (TypeError, ValueError, OverflowError) as e:
+            return _Outcome(
+                False,
+                error_type="ResultNotSerializable",
+                error_message=f"result of {defn.module}.{defn.action} is not JSON-compatible: {e}",
+                execution_time=elapsed,
+                retryable=False,
+            )
+        limit = self.store.codec.max_event_bytes - 4096
+        if len(encoded) > limit:
+            return _Outcome(
+                False,
+                error_type="ResultTooLarge",
+                error_message=f"result of {defn.module}.{defn.action} is {len(encoded)} bytes (limit {limit})",
+                execution_time=elapsed,
+                retryable=False,
+            )
+        return _Outcome(True, data=msgspec.json.decode(encoded), execution_time=elapsed)
+
+    def _result_data(self, task_id: str) -> Any:
+        record = self.view.tasks.get(task_id)
+        return record.result.data if record is not None and record.result is not None else None
+
+    def _run_attempt(self, attempt: _Attempt) -> None:
+        outcome = self._execute(attempt)
+        with self._lock:
+            events: list[Event] = []
+            self._record_outcome(attempt, outcome, events)
+            self._admit(events, dispatch := [])
+            self._commit(events, dispatch)
+
+    # -- timers ----------------------------------------------------------------
+
+    def _timer_loop(self) -> None:
+        with self._lock:
+            while self._started:
+                events: list[Event] = []
+                now = self.runtime.clock.now()
+                self._expire_deadlines(now, events)
+                while self._delayed and self._delayed[0][0] <= now:
+                    _, age, task_id = heapq.heappop(self._delayed)
+                    state = self._states[task_id]
+                    if state.status is TaskStatus.READY:
+                        heapq.heappush(self._ready, (-state.definition.priority, age, task_id))
+                self._admit(events, dispatch := [])
+                self._commit(events, dispatch)
+                self._timer_wake.wait(self._next_wakeup(now))
+
+    def _next_wakeup(self, now: datetime) -> float:
+        due = [h[0][0] for h in (self._delayed, self._deadlines) if h]
+        if not due:
+            return 0.5
+        return min(0.5, max(0.0, (min(due) - now).total_seconds()))
+
+    def _expire_deadlines(self, now: datetime, events: list[Event]) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, _, task_id, number = heapq.heappop(self._deadlines)
+            attempt = self._running.get(task_id)
+            if attempt is None or attempt.number != number:
+                continue
+            state = self._states[task_id]
+            timeout = state.definition.timeout or 0.0
+            self._record_outcome(
+                attempt,
+                _Outcome(
+                    False,
+                    error_type="TimeoutError",
+                    error_message=f"attempt {number} exceeded its timeout of {timeout:g}s",
+                    execution_time=timeout,
+                    metadata={"deadline": deadline.isoformat(), "abandoned": True},
+                ),
+                events,
+            )
+            attempt.abandoned = True
+
+    # -- execution control -----------------------------------------------------
+
+    def start_execution(self) -> None:
+        """Start admitting READY tasks (and the timer thread for deadlines/retries)."""
+        with self._lock:
+            self._check_open()
+            if self._started:
+                return
+            self._started = True
+            self._timer = threading.Thread(target=self._timer_loop, name="task-orchestrator-timer", daemon=True)
+            self._timer.start()
+            events: list[Event] = []
+            self._admit(events, dispatch := [])
+            self._commit(events, dispatch)
+
+    def stop_execution(self) -> None:
+        """Stop admitting tasks; wait up to 5 s for running attempts to finish (their
+        outcomes are still recorded if they finish later)."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+            self._timer_wake.notify_all()
+            timer = self._timer
+            self._settled.wait_for(lambda: not self._running and self._inflight == 0, 5.0)
+        if timer is not None:
+            timer.join(5.0)
+
+    def wait_for_completion(self, timeout: float | None = None) -> bool:
+        """True once every task this orchestrator created is in a final state and
+        recorded; False if ``timeout`` seconds pass first."""
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0):
+            raise ValidationError(f"timeout must be a number >= 0 or None, got {timeout!r}")
+        with self._lock:
+            if timeout is None and not self._started and self._open_owned and not self._sync_tasks:
+                raise ExecutionNotStartedError(
+                    f"{self._open_owned} task(s) are waiting, but execution is not started: "
+                    "wait_for_completion() would never return"
+                )
+            return self._settled.wait_for(lambda: self._open_owned == 0 and self._inflight == 0, timeout)
+
+    def execute_task(self, task: Task) -> TaskResult:
+        """Run one task now, in the calling thread's time, outside the worker limit,
+        including its retries; returns its final result. A new task is added first; its
+        dependencies must already be COMPLETED."""
+        if not isinstance(task, Task):
+            raise ValidationError(f"execute_task expects a Task, got {type(task).__name__}")
+        with self._lock:
+            known = task.id in self._states
+        if not known:
+            self.add_task_for_sync(task)
+        while True:
+            with self._lock:
+                state = self._states[task.id]
+                if state.status in _FINAL:
+                    break
+                if state.status is not TaskStatus.READY:
+                    raise ValidationError(
+                        f"task {task.id!r} is {state.status.value}; execute_task runs READY tasks "
+                        "(with completed dependencies)"
+                    )
+                self._sync_tasks.add(task.id)
+                wait_s = (state.retry_at - self.runtime.clock.now()).total_seconds() if state.retry_at else 0.0
+            if wait_s > 0:
+                threading.Event().wait(wait_s)
+            self._run_sync_attempt(task.id)
+        with self._lock:
+            self._sync_tasks.discard(task.id)
+        self.store.flush()
+        result = self.get_task_result(task.id)
+        assert result is not None
+        return result
+
+    def add_task_for_sync(self, task: Task) -> None:
+        task_id, defn = definition_of(task)
+        with self._lock:
+            for dep in defn["dependencies"]:
+                dep_state = self._states.get(dep)
+                if dep_state is None or dep_state.status is not TaskStatus.COMPLETED:
+                    raise ValidationError(
+                        f"execute_task: dependency {dep!r} of {task_id!r} is not completed",
+                        suggestions=["Use add_task() and start_execution() for tasks that must wait."],
+                    )
+            self._sync_tasks.add(task_id)
+        try:
+            self.add_task(task)
+        except BaseException:
+            with self._lock:
+                self._sync_tasks.discard(task_id)
+            raise
+
+    def _run_sync_attempt(self, task_id: str) -> None:
+        with self._lock:
+            events: list[Event] = []
+            attempt = self._start_attempt(self._states[task_id], events, sync=True)
+            ticket = self._commit(events, [], wait=True)
+        self._wait_commit(ticket)
+        outcome: list[_Outcome] = []
+        ran = threading.Event()
+
+        def job() -> None:
+            outcome.append(self._execute(attempt))
+            ran.set()
+            assert attempt.finished is not None
+            attempt.finished.set()
+
+        self._executor.submit(job)
+        timeout = attempt.definition.timeout
+        assert attempt.finished is not None
+        attempt.finished.wait(timeout)  # set by the job, or by cancel_task
+        with self._lock:
+            events = []
+            if outcome:
+                self._record_outcome(attempt, outcome[0], events)
+            else:
+                if self._running.get(task_id) is attempt:  # timed out (not cancelled)
+                    self._record_outcome(
+                        attempt,
+                        _Outcome(
+                            False,
+                            error_type="TimeoutError",
+                            error_message=f"attempt {attempt.number} exceeded its timeout of {timeout or 0:g}s",
+                            execution_time=float(timeout or 0.0),
+                            metadata={"abandoned": True},
+                        ),
+                        events,
+                    )
+                attempt.abandoned = True
+                threading.Thread(target=self._record_late, args=(attempt, ran, outcome), daemon=True).start()
+            ticket = self._commit(events, [], wait=True)
+        self._wait_commit(ticket)
+
+    def _record_late(self, attempt: _Attempt, ran: threading.Event, outcome: list[_Outcome]) -> None:
+        """Wait for an abandoned synchronous attempt and record its discarded result."""
+        ran.wait()
+        with self._lock:
+            events: list[Event] = []
+            self._record_outcome(attempt, outcome[0], events)
+            if not self._closed:
+                self._commit(events, [])
+
+    # -- cancellation ----------------------------------------------------------
+
+    def cancel_task(self, task_id: str, reason: str = "") -> bool:
+        """Cancel a PENDING, READY or RUNNING task (a running attempt is abandoned).
+        False if the task is unknown or already final."""
+        with self._lock:
+            state = self._states.get(task_id)
+            if state is None or state.status in _FINAL:
+                return False
+            events: list[Event] = []
+            attempt = self._running.get(task_id)
+            self._decide(events, T.cancel(state, self._meta(), reason=reason))
+            if attempt is not None:
+                attempt.abandoned = True
+                self._end_attempt(attempt)
+            self._admit(events, dispatch := [])
+            done = self._commit(events, dispatch, wait=True)
+        self._wait_commit(done)
+        return True
+
+    # -- queries (committed views) ---------------------------------------------
+
+    def get_task(self, task_id: str) -> Task | None:
+        with self._view_lock:
+            record = self.view.tasks.get(task_id)
+            return Task.from_record(record) if record is not None else None
+
+    def get_task_result(self, task_id: str) -> TaskResult | None:
+        """The final result (success, failure, cancellation or skip with its reason);
+        None while the task is not final or if it is unknown."""
+        with self._view_lock:
+            record = self.view.tasks.get(task_id)
+            if record is None or record.result is None or record.status not in _FINAL:
+                return None
+            return TaskResult.from_record(record.result)
+
+    def list_tasks(self, status: TaskStatus | None = None) -> list[Task]:
+        if status is not None and not isinstance(status, TaskStatus):
+            try:
+                status = TaskStatus(status)
+            except ValueError as e:
+                raise ValidationError(f"unknown task status {status!r}") from e
+        with self._view_lock:
+            return [Task.from_record(r) for r in self.view.tasks.values() if status is None or r.status is status]
+
+    def get_execution_stats(self) -> dict[str, Any]:
+        with self._view_lock:
+            return self.view.stats()
+
+    def task_events(self, task_id: str) -> list[Event]:
+        """Every recorded event of one task, in order."""
+        events = self.store.read_stream(f"task:{task_id}")
+        if not events:
+            raise NotFoundError(f"no task {task_id!r} in {self.store.url}")
+        return events
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OrchestrationError("this TaskOrchestrator is closed", code="CLOSED")
+
+    def close(self) -> None:
+        """Stop execution, commit what is queued, release threads (and the store if
+        this orchestrator opened it)."""
+        if self._closed:
+            return
+        self.stop_execution()
+        self.store.flush()
+        with self._lock:
+            self._closed = True
+        self._unsubscribe()
+        self._executor.shutdown(wait=False)
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> TaskOrchestrator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,5 @@
+import sys
+
+from replay_tools.cli import main
+
+sys.exit(main())

@@ -1,0 +1,64 @@
+"""Reading a store after the fact: the ordered events of a task (or of all tasks) and
+the task views rebuilt from the log alone.
+
+Only reads. Applying events runs projection code, never an action, so replaying a
+history is safe whatever the actions did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from domain.events import Recorded
+from domain.task import TASK_EVENT_TYPES
+from engine.store import EventStore, open_store
+from projections.tasks import TaskView, fold
+
+__all__ = ["History", "TASK_TOPICS"]
+
+TASK_TOPICS: tuple[str, ...] = tuple(cls.TYPE for cls in TASK_EVENT_TYPES)
+
+
+@dataclass
+class History:
+    """A read-only window on one store. Open with a URL or an :class:`EventStore`."""
+
+    store: EventStore
+    owns_store: bool = False
+
+    @classmethod
+    def open(cls, url: str) -> History:
+        return cls(open_store(url), owns_store=True)
+
+    def events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        start: int = 1,
+        stop: int | None = None,
+    ) -> Iterator[Recorded]:
+        """Committed events in log order (optionally of some types, between positions)."""
+        return self.store.read(start=start, stop=stop, types=types)
+
+    def task_events(self, task_id: str | None = None, *, stop: int | None = None) -> list[Recorded]:
+        """Every event of one task (or of all tasks), in log order, with positions."""
+        recorded = self.store.read(types=TASK_TOPICS, stop=stop)
+        if task_id is None:
+            return list(recorded)
+        return [r for r in recorded if r.event.aggregate_id == task_id]
+
+    def task_view(self, *, stop: int | None = None) -> TaskView:
+        """The task list and statistics as of position ``stop`` (default: the end),
+        folded from every event so its ``position`` matches a live view's."""
+        return fold(self.store.read(stop=stop))
+
+    def close(self) -> None:
+        if self.owns_store:
+            self.store.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
