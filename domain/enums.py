@@ -8,7 +8,7 @@ the enum or with its string and is encoded in events by value. ``TaskPriority`` 
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 __all__ = [
     "AllocationStatus",
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 
-class WorkflowStatus(str, Enum):
+class WorkflowStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -32,7 +32,7 @@ class WorkflowStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(StrEnum):
     PENDING = "pending"
     READY = "ready"
     RUNNING = "running"
@@ -49,7 +49,7 @@ class TaskPriority(IntEnum):
     CRITICAL = 4
 
 
-class ProjectStatus(str, Enum):
+class ProjectStatus(StrEnum):
     PLANNING = "planning"
     ACTIVE = "active"
     PAUSED = "paused"
@@ -58,7 +58,7 @@ class ProjectStatus(str, Enum):
     FAILED = "failed"
 
 
-class ProjectType(str, Enum):
+class ProjectType(StrEnum):
     """Project types named by the upstream templates; ``CUSTOM`` when none applies."""
 
     AI_ANALYSIS = "ai_analysis"
@@ -67,7 +67,7 @@ class ProjectType(str, Enum):
     CUSTOM = "custom"
 
 
-class ResourceType(str, Enum):
+class ResourceType(StrEnum):
     CPU = "cpu"
     MEMORY = "memory"
     DISK = "disk"
@@ -81,7 +81,7 @@ class ResourceType(str, Enum):
     SEMAPHORE = "semaphore"
 
 
-class ResourceStatus(str, Enum):
+class ResourceStatus(StrEnum):
     AVAILABLE = "available"
     IN_USE = "in_use"
     RESERVED = "reserved"
@@ -89,14 +89,14 @@ class ResourceStatus(str, Enum):
     UNAVAILABLE = "unavailable"
 
 
-class OrchestrationMode(str, Enum):
+class OrchestrationMode(StrEnum):
     SEQUENTIAL = "sequential"
     PARALLEL = "parallel"
     PRIORITY = "priority"
     RESOURCE_AWARE = "resource_aware"
 
 
-class SessionStatus(str, Enum):
+class SessionStatus(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     COMPLETED = "completed"
@@ -104,7 +104,7 @@ class SessionStatus(str, Enum):
     FAILED = "failed"
 
 
-class AllocationStatus(str, Enum):
+class AllocationStatus(StrEnum):
     """Lifecycle of one resource allocation (not in the spec, which keeps allocations
     as plain records; the event log needs their lifecycle to be explicit)."""
 

@@ -10,6 +10,7 @@
     ├── IllegalTransitionError              a lifecycle trigger not legal from a state
     ├── ConcurrencyConflictError            an aggregate version was taken by another writer
     ├── StoreError                          the event store failed (I/O, driver, corrupt row)
+    ├── CorruptHistoryError                 the log contradicts itself (e.g. no creation event)
     ├── ExecutionNotStartedError            waiting on work nobody will run
     ├── WorkflowExecutionError              (spec) a workflow run failed
     ├── TaskExecutionError                  (spec) a task's action failed
@@ -28,6 +29,7 @@ from typing import Any
 
 __all__ = [
     "ConcurrencyConflictError",
+    "CorruptHistoryError",
     "DependencyCycleError",
     "DuplicateIdError",
     "ExecutionNotStartedError",
@@ -63,9 +65,7 @@ class OrchestrationError(Exception):
         self.message = message
         self.error_code = code or self.default_code
         self.details: dict[str, Any] = dict(details or {})
-        self.suggestions: list[str] = list(
-            suggestions if suggestions is not None else self.default_suggestions
-        )
+        self.suggestions: list[str] = list(suggestions if suggestions is not None else self.default_suggestions)
 
     def to_response(self) -> dict[str, Any]:
         """The spec's Error Response Format for this error."""
@@ -126,6 +126,11 @@ class ConcurrencyConflictError(OrchestrationError):
 class StoreError(OrchestrationError):
     default_code = "STORE_ERROR"
     default_suggestions = ("Check that the event store URL is reachable and writable.",)
+
+
+class CorruptHistoryError(OrchestrationError):
+    default_code = "CORRUPT_HISTORY"
+    default_suggestions = ("Run the verify tool on the store; the log was edited or truncated.",)
 
 
 class ExecutionNotStartedError(OrchestrationError):

@@ -96,8 +96,10 @@ def register_event_types(*types: type[Event]) -> None:
 
 def event_type_name(cls: type[Event]) -> str:
     tag = cls.__struct_config__.tag
-    if not isinstance(tag, str):
-        raise TypeError(f"{cls.__name__} is not a concrete event type (no tag)")
+    # msgspec defaults a subclass's tag to its class name; a stable name is explicit
+    # and dotted ("kind.verb"), so a forgotten tag= is caught here.
+    if not isinstance(tag, str) or "." not in tag:
+        raise TypeError(f"{cls.__name__} is not a concrete event type (no explicit 'kind.verb' tag)")
     return tag
 
 

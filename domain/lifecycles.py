@@ -149,8 +149,7 @@ class Lifecycle(Generic[S]):
             model=None,
             states=list(states),
             transitions=[
-                {"trigger": trigger, "source": list(sources), "dest": dest}
-                for trigger, sources, dest in rows
+                {"trigger": trigger, "source": list(sources), "dest": dest} for trigger, sources, dest in rows
             ],
             initial=initial,
             auto_transitions=False,
@@ -159,7 +158,7 @@ class Lifecycle(Generic[S]):
         for trigger, event in self.machine.events.items():
             for source in states:
                 found = event.transitions.get(source.name)
-                if found:
+                if found and found[0].dest is not None:
                     decisions[(source, trigger)] = states[found[0].dest]
         self._decisions: Mapping[tuple[S, str], S] = decisions
         self.triggers: frozenset[str] = frozenset(self.machine.events)

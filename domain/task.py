@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from domain.enums import ResourceType, TaskStatus
+from domain.errors import CorruptHistoryError
 from domain.events import Event, EventMeta, register_event_types
 from domain.lifecycles import TASK
 
@@ -318,7 +319,7 @@ def evolve(state: TaskState | None, event: Event) -> TaskState:
     if isinstance(event, TaskCreated):
         return TaskState(id=event.aggregate_id, version=event.version, status=TaskStatus.PENDING, definition=event)
     if state is None:
-        raise ValueError(f"{event.type} for task {event.aggregate_id} before task.created")
+        raise CorruptHistoryError(f"{event.type} for task {event.aggregate_id} before task.created")
     state.version = event.version
     if isinstance(event, TaskStarted):
         state.status = TaskStatus.RUNNING

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 __all__ = [
@@ -42,7 +42,7 @@ class IdGenerator(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.perf_counter()
@@ -54,7 +54,7 @@ class SteppingClock:
 
     def __init__(
         self,
-        start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc),
+        start: datetime = datetime(2026, 1, 1, tzinfo=UTC),
         step: timedelta = timedelta(milliseconds=1),
     ) -> None:
         if start.tzinfo is None:

@@ -47,26 +47,33 @@ class EventCodec:
         return data
 
     def decode(self, topic: str, state: bytes) -> Event:
+        if upcasters_for(topic):  # checked every time: upcasters may be registered late
+            return self._decode_upcast(topic, self._event_type(topic), state)
         decoder = self._decoders.get(topic)
         if decoder is None:
-            cls = EVENT_TYPES.get(topic)
-            if cls is None:
-                raise StoreError(
-                    f"unknown event type {topic!r} in the store (written by a newer version?)",
-                    code="UNKNOWN_EVENT_TYPE",
-                )
-            if upcasters_for(topic):
-                return self._decode_upcast(topic, cls, state)
-            decoder = msgspec.json.Decoder(cls)
+            decoder = msgspec.json.Decoder(self._event_type(topic))
             self._decoders[topic] = decoder
         try:
             event: Event = decoder.decode(state)
-        except msgspec.ValidationError as e:
+        except msgspec.DecodeError as e:  # malformed JSON, or valid JSON of the wrong shape
             raise StoreError(f"stored {topic} event does not match its schema: {e}", code="CORRUPT_EVENT") from e
         return event
 
+    @staticmethod
+    def _event_type(topic: str) -> type[Event]:
+        cls = EVENT_TYPES.get(topic)
+        if cls is None:
+            raise StoreError(
+                f"unknown event type {topic!r} in the store (written by a newer version?)",
+                code="UNKNOWN_EVENT_TYPE",
+            )
+        return cls
+
     def _decode_upcast(self, topic: str, cls: type[Event], state: bytes) -> Event:
-        raw = self._raw.decode(state)
+        try:
+            raw = self._raw.decode(state)
+        except msgspec.DecodeError as e:
+            raise StoreError(f"stored {topic} event is not valid JSON: {e}", code="CORRUPT_EVENT") from e
         if not isinstance(raw, dict):
             raise StoreError(f"stored {topic} event is not an object", code="CORRUPT_EVENT")
         steps = upcasters_for(topic)
@@ -78,4 +85,6 @@ class EventCodec:
         try:
             return msgspec.convert(raw, cls)
         except msgspec.ValidationError as e:
-            raise StoreError(f"stored {topic} event (schema {version}) cannot be upcast: {e}", code="CORRUPT_EVENT") from e
+            raise StoreError(
+                f"stored {topic} event (schema {version}) cannot be upcast: {e}", code="CORRUPT_EVENT"
+            ) from e

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.enums import ResourceType, TaskPriority, TaskStatus
@@ -82,7 +82,7 @@ class Task:
 
     status: TaskStatus = TaskStatus.PENDING
     retry_count: int = 0
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started_at: datetime | None = None
     completed_at: datetime | None = None
     result: TaskResult | None = None

@@ -50,7 +50,7 @@ class RegisteredAction:
 
 
 def _check_name(kind: str, value: object) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValidationError(
             f"{kind} name {value!r} is not valid: use letters, digits, '_', '.', '-' (at most 200)",
             details={kind: repr(value)},
@@ -66,7 +66,9 @@ class ActionRegistry:
         self._lock = threading.Lock()
         self.allow_imports = tuple(allow_imports)
 
-    def register(self, module: str, action: str, fn: Callable[..., Any], *, replace: bool = False) -> Callable[..., Any]:
+    def register(
+        self, module: str, action: str, fn: Callable[..., Any], *, replace: bool = False
+    ) -> Callable[..., Any]:
         _check_name("module", module)
         _check_name("action", action)
         if not callable(fn):
@@ -105,6 +107,8 @@ class ActionRegistry:
         if entry is not None:
             return entry
         if self._import_allowed(module):
+            _check_name("module", module)
+            _check_name("action", action)
             return self._import(module, action)
         known = [a for (m, a) in self._actions if m == module]
         raise UnknownActionError(module, action, known or None)

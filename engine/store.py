@@ -238,7 +238,7 @@ class EventStore:
         for listener in list(self._listeners):
             try:
                 listener(recorded)
-            except Exception as e:  # a projection bug must not lose the commit
+            except Exception as e:  # noqa: BLE001 -- a projection bug must not lose the commit; reported below
                 message = f"events up to position {recorded[-1].position} are committed, but {listener!r} failed: {e!r}"
                 self.stats.listener_errors.append(message)
                 return StoreError(message, code="PROJECTION_FAILED")
@@ -363,7 +363,8 @@ def sqlite_path(url: str) -> str:
     rest = url.split("://", 1)[1]
     if not rest.startswith("/") or rest == "/":
         raise ValidationError(
-            f"SQLite URL {url!r} names no file", code="INVALID_STORE_URL",
+            f"SQLite URL {url!r} names no file",
+            code="INVALID_STORE_URL",
             suggestions=["Use sqlite:///relative/events.db or sqlite:////absolute/events.db."],
         )
     return unquote(rest[1:])

@@ -104,7 +104,9 @@ def _resource(value: object) -> ResourceSpec:
     if value.mode not in RESOURCE_MODES:
         raise _fail("resources", f"mode must be one of {RESOURCE_MODES}", value.mode)
     timeout = _number("resources.timeout", value.timeout, minimum=0, allow_equal=False, optional=True)
-    return ResourceSpec(type=rtype, identifier=_text("resources.identifier", value.identifier), mode=value.mode, timeout=timeout)
+    return ResourceSpec(
+        type=rtype, identifier=_text("resources.identifier", value.identifier), mode=value.mode, timeout=timeout
+    )
 
 
 def _str_list(field: str, value: object) -> list[str]:

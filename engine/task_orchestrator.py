@@ -35,6 +35,7 @@ in-flight tasks is not part of this class).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import threading
@@ -242,9 +243,10 @@ class TaskOrchestrator:
             for event in created:
                 events.append(event)
                 self._register_new(event, events)
-            self._admit(events, dispatch := [])
-            done = self._commit(events, dispatch, wait=True)
-        self._wait_commit(done)
+            dispatch: list[_Attempt] = []
+            self._admit(events, dispatch)
+            ticket = self._commit(events, dispatch, wait=True)
+        self._wait_commit(ticket)
         return [task_id for task_id, _ in definitions]
 
     def _check_new_graph(self, definitions: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
@@ -273,7 +275,7 @@ class TaskOrchestrator:
             if mark == 1:
                 cycle = path[path.index(task_id) :] + [task_id]
                 raise DependencyCycleError(
-                    f"dependency cycle: {' -> '.join(cycle)}", details={"cycle": cycle}
+                    f"dependency cycle (each task depends on the next): {' -> '.join(cycle)}", details={"cycle": cycle}
                 )
             state[task_id] = 1
             for dep in new[task_id]["dependencies"]:
@@ -315,9 +317,11 @@ class TaskOrchestrator:
 
     def _decide(self, events: list[Event], event: Event) -> TaskState:
         """Apply a decided event to the write model and queue it for the batch."""
-        state = T.evolve(self._states[event.aggregate_id], event)
+        state = self._states[event.aggregate_id]
+        was_final = state.status in _FINAL
+        T.evolve(state, event)
         events.append(event)
-        if state.status in _FINAL:
+        if state.status in _FINAL and not was_final:
             self._unmet.pop(state.id, None)
             if state.id in self._owned:
                 self._open_owned -= 1
@@ -412,7 +416,9 @@ class TaskOrchestrator:
         if outcome.success:
             self._decide(
                 events,
-                T.complete(state, meta, data=outcome.data, execution_time=outcome.execution_time, metadata=outcome.metadata),
+                T.complete(
+                    state, meta, data=outcome.data, execution_time=outcome.execution_time, metadata=outcome.metadata
+                ),
             )
             return
         failed = T.attempt_failed(
@@ -443,7 +449,7 @@ class TaskOrchestrator:
             else:
                 for attempt in dispatch:
                     if not attempt.sync:
-                        self._executor.submit(lambda a=attempt: self._run_attempt(a))
+                        self._executor.submit(functools.partial(self._run_attempt, attempt))
             with self._lock:
                 self._inflight -= 1
                 if self._inflight == 0:
@@ -502,9 +508,7 @@ class TaskOrchestrator:
         kwargs = dict(defn.parameters)
         if entry.wants_dependency_results:
             with self._view_lock:
-                kwargs["dependency_results"] = {
-                    dep: self._result_data(dep) for dep in defn.dependencies
-                }
+                kwargs["dependency_results"] = {dep: self._result_data(dep) for dep in defn.dependencies}
         try:
             data = entry.fn(**kwargs)
         except Exception as e:  # the action's failure is the task's outcome, recorded
@@ -544,9 +548,15 @@ class TaskOrchestrator:
     def _run_attempt(self, attempt: _Attempt) -> None:
         outcome = self._execute(attempt)
         with self._lock:
+            if self._closed:
+                # Closed while this attempt ran past stop_execution's grace period:
+                # there is no store to record into. The log keeps it RUNNING, which
+                # is what recovery of in-flight work looks for.
+                return
             events: list[Event] = []
             self._record_outcome(attempt, outcome, events)
-            self._admit(events, dispatch := [])
+            dispatch: list[_Attempt] = []
+            self._admit(events, dispatch)
             self._commit(events, dispatch)
 
     # -- timers ----------------------------------------------------------------
@@ -562,7 +572,8 @@ class TaskOrchestrator:
                     state = self._states[task_id]
                     if state.status is TaskStatus.READY:
                         heapq.heappush(self._ready, (-state.definition.priority, age, task_id))
-                self._admit(events, dispatch := [])
+                dispatch: list[_Attempt] = []
+                self._admit(events, dispatch)
                 self._commit(events, dispatch)
                 self._timer_wake.wait(self._next_wakeup(now))
 
@@ -605,7 +616,8 @@ class TaskOrchestrator:
             self._timer = threading.Thread(target=self._timer_loop, name="task-orchestrator-timer", daemon=True)
             self._timer.start()
             events: list[Event] = []
-            self._admit(events, dispatch := [])
+            dispatch: list[_Attempt] = []
+            self._admit(events, dispatch)
             self._commit(events, dispatch)
 
     def stop_execution(self) -> None:
@@ -737,21 +749,30 @@ class TaskOrchestrator:
     # -- cancellation ----------------------------------------------------------
 
     def cancel_task(self, task_id: str, reason: str = "") -> bool:
-        """Cancel a PENDING, READY or RUNNING task (a running attempt is abandoned).
-        False if the task is unknown or already final."""
+        """Cancel a PENDING, READY or RUNNING task (a running attempt is abandoned;
+        its dependents are skipped). False if the task is unknown or already final."""
         with self._lock:
             state = self._states.get(task_id)
-            if state is None or state.status in _FINAL:
+            if state is None:
                 return False
-            events: list[Event] = []
-            attempt = self._running.get(task_id)
-            self._decide(events, T.cancel(state, self._meta(), reason=reason))
-            if attempt is not None:
-                attempt.abandoned = True
-                self._end_attempt(attempt)
-            self._admit(events, dispatch := [])
-            done = self._commit(events, dispatch, wait=True)
-        self._wait_commit(done)
+            if state.status in _FINAL:
+                ticket = None
+            else:
+                events: list[Event] = []
+                attempt = self._running.get(task_id)
+                self._decide(events, T.cancel(state, self._meta(), reason=reason))
+                if attempt is not None:
+                    attempt.abandoned = True
+                    self._end_attempt(attempt)
+                dispatch: list[_Attempt] = []
+                self._admit(events, dispatch)
+                ticket = self._commit(events, dispatch, wait=True)
+        if ticket is None:
+            # Its final event may still be on its way to the store: answer once it
+            # is committed, so a read right after this sees the final state.
+            self.store.flush()
+            return False
+        self._wait_commit(ticket)
         return True
 
     # -- queries (committed views) ---------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -48,7 +48,7 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from replay_tools.history import History
 
     store = args.store or default_store_url()
-    prefix = datetime.now(timezone.utc).strftime("demo-%Y%m%dT%H%M%S%f-")
+    prefix = datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%S%f-")
     console.print(f"[bold]codomyrmex-orch demo[/] on [cyan]{store}[/]")
     orchestrator, tasks = run_demo(store, prefix)
     try:
@@ -60,7 +60,11 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
             for recorded in history.task_events(task.id):
                 e = recorded.event
                 table.add_row(
-                    str(recorded.position), str(e.version), e.type, e.timestamp.strftime("%H:%M:%S.%f")[:-3], _payload(e)
+                    str(recorded.position),
+                    str(e.version),
+                    e.type,
+                    e.timestamp.strftime("%H:%M:%S.%f")[:-3],
+                    _payload(e),
                 )
             console.print(table)
         summary = orchestrator.get_task_result(f"{prefix}summarize")

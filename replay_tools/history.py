@@ -15,7 +15,7 @@ from domain.task import TASK_EVENT_TYPES
 from engine.store import EventStore, open_store
 from projections.tasks import TaskView, fold
 
-__all__ = ["History", "TASK_TOPICS"]
+__all__ = ["TASK_TOPICS", "History"]
 
 TASK_TOPICS: tuple[str, ...] = tuple(cls.TYPE for cls in TASK_EVENT_TYPES)
 

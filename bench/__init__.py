@@ -1,0 +1,1 @@
+"""Benchmarks of the orchestration engine (run ``python bench/run.py``; see README.md)."""

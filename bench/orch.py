@@ -1,0 +1,150 @@
+"""Workloads W1-W4 through ``TaskOrchestrator(max_workers=4)``.
+
+Variants:
+
+``batch``
+    every task recorded by one ``add_tasks`` call (one commit), then
+    ``start_execution()``; the execution-only phase is from ``start_execution`` to
+    ``wait_for_completion`` returning True.
+``one-by-one``
+    ``start_execution()`` first, then one ``add_task`` per task, each returning once
+    its ``task.created`` is durable; tasks run while later ones are being added.
+
+The timed span is from the first add to ``wait_for_completion`` returning True. Peak
+RSS is read right after it (before the checks, which allocate). Checks: every task
+COMPLETED with the expected result, store without failures, and for SQLite the log
+re-read from the closed file folds to the same results.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.actions import ACTIONS, CONCURRENCY, WORKERS, check_results, graph, headline
+from domain.enums import TaskStatus
+from engine.models import Task
+from engine.registry import ActionRegistry
+from engine.task_orchestrator import TaskOrchestrator
+from replay_tools.history import History
+
+MODULE = "bench"
+
+
+def store_url(backend: str, tmpdir: str) -> str:
+    if backend == "memory":
+        return "memory://"
+    if backend == "sqlite":
+        path = Path(tmpdir).resolve() / "events.db"
+        if path.exists():
+            raise RuntimeError(f"{path} already exists: every run needs a fresh file")
+        return f"sqlite:///{path}"  # sqlite:////abs/path/events.db
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def make_registry() -> ActionRegistry:
+    registry = ActionRegistry()
+    for name, fn in ACTIONS.items():
+        registry.register(MODULE, name, fn)
+    return registry
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    workload, n, backend, variant = spec["workload"], spec["n"], spec["backend"], spec["variant"]
+    timeout = float(spec.get("timeout", 120.0))
+    url = store_url(backend, spec["tmpdir"])
+    nodes = graph(workload, n)
+    tasks = [
+        Task(
+            id=node.id,
+            name=node.action,
+            module=MODULE,
+            action=node.action,
+            parameters=node.params,
+            dependencies=list(node.deps),
+        )
+        for node in nodes
+    ]
+    orch = TaskOrchestrator(max_workers=WORKERS, store=url, registry=make_registry())
+    errors: list[str] = []
+    try:
+        if variant == "batch":
+            t0 = time.perf_counter()
+            orch.add_tasks(tasks)
+            t_added = time.perf_counter()
+            orch.start_execution()
+            finished = orch.wait_for_completion(timeout)
+            t_end = time.perf_counter()
+            exec_seconds: float | None = t_end - t_added
+        elif variant == "one-by-one":
+            orch.start_execution()
+            t0 = time.perf_counter()
+            for task in tasks:
+                orch.add_task(task)
+            t_added = time.perf_counter()
+            finished = orch.wait_for_completion(timeout)
+            t_end = time.perf_counter()
+            exec_seconds = None
+        else:
+            raise ValueError(f"unknown variant {variant!r}")
+        rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+        if not finished:
+            errors.append(f"wait_for_completion({timeout:g}) returned False")
+        stats = orch.get_execution_stats()
+        if stats["total_tasks"] != len(nodes) or stats["completed"] != len(nodes):
+            errors.append(f"expected {len(nodes)} tasks, all completed; stats say {stats}")
+        not_done = [t.id for t in orch.list_tasks() if t.status is not TaskStatus.COMPLETED]
+        if not_done:
+            errors.append(f"{len(not_done)} task(s) not COMPLETED, e.g. {not_done[:3]}")
+        results: dict[str, Any] = {}
+        for node in nodes:
+            result = orch.get_task_result(node.id)
+            if result is None or not result.success:
+                errors.append(f"{node.id}: no successful result ({result})")
+                if len(errors) > 8:
+                    break
+                continue
+            results[node.id] = result.data
+        errors += check_results(workload, n, results)
+        store_stats = orch.store.stats
+        if store_stats.failures or store_stats.conflicts or store_stats.listener_errors:
+            errors.append(f"store reported problems: {store_stats}")
+        if workload == "W4" and CONCURRENCY.peak > WORKERS:
+            errors.append(f"peak concurrency {CONCURRENCY.peak} exceeds max_workers={WORKERS}")
+        extra: dict[str, Any] = {
+            "commits": store_stats.commits,
+            "events": store_stats.events,
+            "largest_batch": store_stats.largest_batch,
+            **headline(workload, results),
+        }
+        if workload == "W4":
+            extra["peak_concurrency"] = CONCURRENCY.peak
+    finally:
+        orch.close()
+
+    if backend == "sqlite" and not errors:
+        errors += check_durable(url, workload, n, len(nodes))
+    return {
+        "tasks": len(nodes),
+        "seconds": t_end - t0,
+        "exec_seconds": exec_seconds,
+        "add_seconds": t_added - t0,
+        "rss_kib": rss_kib,
+        "errors": errors,
+        "extra": extra,
+    }
+
+
+def check_durable(url: str, workload: str, n: int, count: int) -> list[str]:
+    """Re-open the closed file and fold the log: the same results must come back."""
+    with History.open(url) as history:
+        view = history.task_view()
+    errors: list[str] = []
+    if len(view.tasks) != count or view.counts[TaskStatus.COMPLETED] != count:
+        errors.append(f"re-read log: {len(view.tasks)} tasks, {view.counts[TaskStatus.COMPLETED]} completed")
+    got = {tid: rec.result.data for tid, rec in view.tasks.items() if rec.result is not None}
+    errors += [f"re-read log: {e}" for e in check_results(workload, n, got)]
+    return errors

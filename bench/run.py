@@ -1,0 +1,785 @@
+"""Benchmark of the orchestration engine against bare baselines, in one run.
+
+    python bench/run.py [--quick] [--only W1,W2,W3,W4,APPEND,REPLAY] [--repeat N] [--json out.json]
+
+Every measurement runs in a fresh child process (``python bench/run.py --child SPEC``)
+that reports its own peak RSS (``ru_maxrss``), so each number is that run's own peak.
+Results are validated; the exit code is 1 if any validation fails (or a child
+crashes). Targets are reported, never asserted. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_PY = Path(__file__).resolve()
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULT_PREFIX = "BENCH-RESULT "
+SECTIONS = ("W1", "W2", "W3", "W4", "APPEND", "REPLAY")
+SIZES: dict[str, dict[str, int]] = {
+    "full": {"W1": 2000, "W2": 300, "W3": 1000, "W4": 200, "APPEND": 8000, "REPLAY": 100_000, "REPLAY_BATCH": 4000},
+    "quick": {"W1": 200, "W2": 30, "W3": 100, "W4": 20, "APPEND": 800, "REPLAY": 10_000, "REPLAY_BATCH": 400},
+}
+TARGET_W1_TASKS_PER_S = 5000.0
+TARGET_W4_OVER_IDEAL = 0.15
+TARGET_REPLAY_EVENTS_PER_S = 100_000.0
+TARGET_W1_RSS_MB = 60.0
+
+
+# =============================================================================
+# child side
+# =============================================================================
+
+
+def child_main(spec_json: str) -> int:
+    spec = json.loads(spec_json)
+    kind = spec["kind"]
+    try:
+        if kind == "baseline":
+            from bench import baseline
+
+            out = baseline.run(spec)
+        elif kind == "orch":
+            from bench import orch
+
+            out = orch.run(spec)
+        elif kind == "append":
+            from bench import store_bench
+
+            out = store_bench.run_append(spec)
+        elif kind == "raw":
+            from bench import store_bench
+
+            out = store_bench.run_raw(spec)
+        elif kind == "replay-build":
+            from bench import store_bench
+
+            out = store_bench.run_replay_build(spec)
+        elif kind == "replay":
+            from bench import store_bench
+
+            out = store_bench.run_replay(spec)
+        elif kind == "floor":
+            import resource
+
+            if spec["library"]:
+                import engine.task_orchestrator  # noqa: F401
+                import replay_tools.history  # noqa: F401
+            out = {"rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "errors": []}
+        else:
+            raise ValueError(f"unknown child kind {kind!r}")
+    except BaseException:
+        out = {"errors": [f"child crashed:\n{traceback.format_exc()}"], "crashed": True}
+    print(RESULT_PREFIX + json.dumps(out), flush=True)
+    return 1 if out["errors"] else 0
+
+
+# =============================================================================
+# parent side: running children
+# =============================================================================
+
+
+@dataclass
+class Run:
+    """One child's result."""
+
+    key: tuple[str, ...]
+    spec: dict[str, Any]
+    out: dict[str, Any]
+    wall: float
+
+    @property
+    def errors(self) -> list[str]:
+        return list(self.out.get("errors", []))
+
+
+class Children:
+    def __init__(self, root: Path, timeout: float, keep: bool) -> None:
+        self.root = root
+        self.timeout = timeout
+        self.keep = keep
+        self.runs: list[Run] = []
+        self._n = 0
+
+    def run(self, key: tuple[str, ...], spec: dict[str, Any], *, tmpdir: Path | None = None) -> Run:
+        self._n += 1
+        own_dir = tmpdir is None
+        work = tmpdir or self.root / f"run-{self._n:03d}"
+        work.mkdir(parents=True, exist_ok=True)
+        spec = {**spec, "tmpdir": str(work)}
+        cmd = [sys.executable, str(RUN_PY), "--child", json.dumps(spec)]
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, cwd=ROOT, check=False)
+        except subprocess.TimeoutExpired as e:
+            out: dict[str, Any] = {"errors": [f"child timed out after {self.timeout:g}s: {e}"], "crashed": True}
+        else:
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+            if lines:
+                out = json.loads(lines[-1][len(RESULT_PREFIX) :])
+            else:
+                tail = (proc.stderr or proc.stdout)[-2000:]
+                out = {"errors": [f"child exited {proc.returncode} without a result:\n{tail}"], "crashed": True}
+            if proc.returncode != 0 and not out.get("errors"):
+                out.setdefault("errors", []).append(f"child exited {proc.returncode}")
+        wall = time.perf_counter() - t0
+        if own_dir and not self.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        run = Run(key, spec, out, wall)
+        self.runs.append(run)
+        return run
+
+
+# =============================================================================
+# parent side: the plan
+# =============================================================================
+
+
+@dataclass
+class Row:
+    """Several repetitions of one measurement, aggregated."""
+
+    section: str
+    key: tuple[str, ...]
+    label: dict[str, str]
+    runs: list[Run] = field(default_factory=list)
+
+    def values(self, name: str) -> list[float]:
+        return [float(r.out[name]) for r in self.runs if r.out.get(name) is not None]
+
+    def median(self, name: str) -> float | None:
+        vals = self.values(name)
+        return statistics.median(vals) if vals else None
+
+    @property
+    def seconds(self) -> float | None:
+        return self.median("seconds")
+
+    @property
+    def rss_kib(self) -> float | None:
+        vals = self.values("rss_kib")
+        return max(vals) if vals else None
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for r in self.runs for e in r.errors]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and not self.errors
+
+    def extra(self, name: str) -> Any:
+        """From the run with the median time (the other runs' counts differ a little)."""
+        timed = [r for r in self.runs if r.out.get("seconds") is not None]
+        if not timed:
+            return None
+        timed.sort(key=lambda r: r.out["seconds"])
+        return timed[len(timed) // 2].out.get("extra", {}).get(name)
+
+
+WORKLOAD_CONFIGS: dict[str, list[tuple[str, str, str]]] = {
+    # (kind, backend, variant)
+    "W1": [
+        ("baseline", "threads", "-"),
+        ("orch", "sqlite", "batch"),
+        ("orch", "sqlite", "one-by-one"),
+        ("orch", "memory", "batch"),
+        ("orch", "memory", "one-by-one"),
+    ],
+    **{
+        w: [("baseline", "threads", "-"), ("orch", "sqlite", "batch"), ("orch", "memory", "batch")]
+        for w in ("W2", "W3", "W4")
+    },
+}
+APPEND_MODES: list[tuple[str, str, dict[str, Any]]] = [
+    # (key, kind, spec extras)
+    ("raw", "raw", {"include_encode": False}),
+    ("raw+encode", "raw", {"include_encode": True}),
+    ("single", "append", {"mode": "single"}),
+    ("async", "append", {"mode": "async"}),
+    ("blocking", "append", {"mode": "blocking"}),
+]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, children: Children) -> None:
+        self.args = args
+        self.children = children
+        self.sizes = SIZES["quick" if args.quick else "full"]
+        self.rows: dict[tuple[str, ...], Row] = {}
+
+    def row(self, section: str, key: tuple[str, ...], **label: str) -> Row:
+        if key not in self.rows:
+            self.rows[key] = Row(section, key, label)
+        return self.rows[key]
+
+    def add(self, section: str, key: tuple[str, ...], spec: dict[str, Any], **label: str) -> Run:
+        run = self.children.run(key, spec)
+        self.row(section, key, **label).runs.append(run)
+        return run
+
+    def run_workloads(self, selected: list[str], progress: Any) -> None:
+        timeout = 60.0 if self.args.quick else 120.0
+        for rep in range(self.args.repeat):
+            for w in selected:
+                n = self.sizes[w]
+                progress(f"{w} (n={n}), repetition {rep + 1}/{self.args.repeat}")
+                for kind, backend, variant in WORKLOAD_CONFIGS[w]:
+                    spec = {
+                        "kind": kind,
+                        "workload": w,
+                        "n": n,
+                        "backend": backend,
+                        "variant": variant,
+                        "timeout": timeout,
+                    }
+                    self.add("workload", (w, backend, variant), spec, workload=w, backend=backend, variant=variant)
+
+    def run_append(self, progress: Any) -> None:
+        n = self.sizes["APPEND"]
+        for rep in range(self.args.repeat):
+            progress(f"event append (n={n}), repetition {rep + 1}/{self.args.repeat}")
+            for key, kind, extras in APPEND_MODES:
+                self.add("append", ("APPEND", key), {"kind": kind, "n": n, **extras}, mode=key)
+
+    def run_replay(self, progress: Any) -> None:
+        n, batch = self.sizes["REPLAY"], self.sizes["REPLAY_BATCH"]
+        progress(f"replay: building a {n:,}-event SQLite log")
+        log_dir = self.children.root / "replay-log"
+        log_dir.mkdir()
+        url = f"sqlite:///{log_dir.resolve() / 'events.db'}"
+        build = self.children.run(
+            ("REPLAY", "build"), {"kind": "replay-build", "n": n, "batch": batch, "url": url}, tmpdir=log_dir
+        )
+        self.row("append", ("APPEND", "build"), mode="build").runs.append(build)
+        if build.errors:
+            return
+        for rep in range(self.args.repeat):
+            progress(f"replay (n={n:,}), repetition {rep + 1}/{self.args.repeat}")
+            self.add("replay", ("REPLAY",), {"kind": "replay", "n": n, "url": url})
+
+
+# =============================================================================
+# machine description
+# =============================================================================
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _fs_type(path: Path) -> str:
+    best, fstype = "", "?"
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and str(path).startswith(parts[1]) and len(parts[1]) > len(best):
+                best, fstype = parts[1], parts[2]
+    except OSError:
+        pass
+    return fstype
+
+
+def _fdatasync_ms(directory: Path, n: int = 100) -> float:
+    """Median time of rewriting one 4 KiB block and ``fdatasync`` (a commit's floor)."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    samples = []
+    try:
+        os.pwrite(fd, b"x" * 4096, 0)
+        os.fsync(fd)
+        for i in range(n):
+            os.pwrite(fd, bytes([i % 256]) * 4096, 0)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            samples.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(samples) * 1000
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def _git() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return f"{head}{' + uncommitted changes' if dirty else ''}"
+
+
+def machine_info(tmp: Path, children: Children) -> dict[str, Any]:
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count() or 0
+    bare = children.run(("floor", "bare"), {"kind": "floor", "library": False})
+    lib = children.run(("floor", "library"), {"kind": "floor", "library": True})
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "versions": {d: _version(d) for d in ("codomyrmex-orchestration", "eventsourcing", "msgspec", "rich")},
+        "git": _git(),
+        "tmp": str(tmp),
+        "tmp_fs": _fs_type(tmp.resolve()),
+        "fdatasync_ms": _fdatasync_ms(tmp),
+        "rss_floor_kib": {"bare": bare.out.get("rss_kib"), "library": lib.out.get("rss_kib")},
+    }
+
+
+# =============================================================================
+# reporting
+# =============================================================================
+
+
+def _mb(kib: float | None) -> float | None:
+    return kib * 1024 / 1e6 if kib is not None else None
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{suffix}"
+
+
+def _ok(row: Row) -> str:
+    return "[green]✓[/]" if row.ok else "[bold red]✗ FAIL[/]"
+
+
+RUNNER_LABEL = {
+    ("threads", "-"): "baseline ThreadPool(4)",
+    ("sqlite", "batch"): "SQLite · add_tasks",
+    ("sqlite", "one-by-one"): "SQLite · add_task xN",
+    ("memory", "batch"): "memory · add_tasks",
+    ("memory", "one-by-one"): "memory · add_task xN",
+}
+APPEND_LABEL = {
+    "raw": "baseline: raw sqlite3 executemany, 1 txn (pre-encoded)",
+    "raw+encode": "raw sqlite3 executemany, 1 txn, incl. msgspec encode",
+    "single": "(a) store.append(all events) — one call",
+    "async": "(b) 4 threads x append_async(1 event), then flush",
+    "blocking": "(c) 4 threads x blocking append(1 event)",
+    "build": "(d) replay-log build: store.append of {batch:,}-event batches",
+}
+
+
+def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]], wall: float) -> Any:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    reps = bench.args.repeat
+    m = machine
+    console.print(
+        f"[bold]codomyrmex-orchestration benchmark[/] ({'QUICK: sizes / 10' if bench.args.quick else 'full'}"
+        f", {reps} repetition(s), each measurement in a fresh process)"
+    )
+    console.print(f"machine : {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['platform']}")
+    console.print(
+        f"python  : {m['python']}   sqlite {m['sqlite']}   " + "   ".join(f"{k} {v}" for k, v in m["versions"].items())
+    )
+    console.print(f"source  : git {m['git']}")
+    floor = m["rss_floor_kib"]
+    console.print(
+        f"tmp     : {m['tmp']} ({m['tmp_fs']}), fdatasync median {m['fdatasync_ms']:.2f} ms;  RSS floor: "
+        f"bare interpreter {_fmt(_mb(floor['bare']), '.1f', ' MB')}, library imported "
+        f"{_fmt(_mb(floor['library']), '.1f', ' MB')}"
+    )
+    console.print()
+
+    wl_rows = [r for r in bench.rows.values() if r.section == "workload"]
+    if wl_rows:
+        console.print(
+            f"[bold]Task workloads[/] — TaskOrchestrator(max_workers=4) vs ThreadPoolExecutor(4); median of {reps}; "
+            "'vs base' = time / baseline time (higher is slower)"
+        )
+        t = Table()
+        for col, just in [
+            ("Workload", "left"),
+            ("Runner", "left"),
+            ("Tasks", "right"),
+            ("Total s", "right"),
+            ("min-max s", "right"),
+            ("Exec s", "right"),
+            ("Tasks/s", "right"),
+            ("vs base", "right"),
+            ("RSS MB", "right"),
+            ("Commits", "right"),
+            ("Ev/commit", "right"),
+            ("Valid", "center"),
+            ("Notes", "left"),
+        ]:
+            t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        last_w = None
+        for w in [w for w in ("W1", "W2", "W3", "W4") if any(r.key[0] == w for r in wl_rows)]:
+            base = bench.rows.get((w, "threads", "-"))
+            base_s = base.seconds if base else None
+            for r in [r for r in wl_rows if r.key[0] == w]:
+                _, backend, variant = r.key
+                secs = r.seconds
+                tasks = r.runs[0].out.get("tasks") if r.runs else None
+                vals = r.values("seconds")
+                notes = []
+                ideal = _ideal(w, bench.sizes[w])
+                if ideal and secs:
+                    notes.append(f"{(secs / ideal - 1) * 100:+.1f}% vs ideal {ideal:.3f} s")
+                peak = r.extra("peak_concurrency")
+                if peak is not None:
+                    notes.append(f"peak conc. {peak}")
+                if r.extra("final") is not None:
+                    notes.append(f"final value {r.extra('final')}")
+                if r.extra("sum") is not None:
+                    notes.append(f"reducer sum {r.extra('sum'):,}")
+                if variant == "one-by-one" and r.median("add_seconds") is not None:
+                    notes.append(f"last add at {r.median('add_seconds'):.3f} s")
+                if last_w is not None and w != last_w:
+                    t.add_section()
+                last_w = w
+                t.add_row(
+                    w,
+                    RUNNER_LABEL[(backend, variant)],
+                    _fmt(tasks, ","),
+                    _fmt(secs, ".3f"),
+                    f"{min(vals):.3f}-{max(vals):.3f}" if len(vals) > 1 else "—",
+                    _fmt(r.median("exec_seconds"), ".3f"),
+                    _fmt(tasks / secs if tasks and secs else None, ",.0f"),
+                    "1.00"
+                    if backend == "threads" and secs
+                    else _fmt(secs / base_s if secs and base_s else None, ",.1f", "x"),
+                    _fmt(_mb(r.rss_kib), ".1f"),
+                    _fmt(r.extra("commits"), ","),
+                    _fmt(r.extra("events") / r.extra("commits") if r.extra("commits") else None, ".1f"),
+                    _ok(r),
+                    "; ".join(notes),
+                )
+        console.print(t)
+        console.print()
+
+    ap_rows = [r for r in bench.rows.values() if r.section == "append"]
+    if ap_rows:
+        base = bench.rows.get(("APPEND", "raw"))
+        base_s = base.seconds if base else None
+        console.print(
+            f"[bold]Event append[/] to a durable SQLite file (WAL), group commit — median of {reps}; "
+            "'vs base' = time / raw baseline time"
+        )
+        t = Table()
+        for col, just in [
+            ("Mode", "left"),
+            ("Events", "right"),
+            ("Seconds", "right"),
+            ("min-max s", "right"),
+            ("Events/s", "right"),
+            ("vs base", "right"),
+            ("Commits", "right"),
+            ("Largest batch", "right"),
+            ("Valid", "center"),
+        ]:
+            t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        order = ["raw", "raw+encode", "single", "async", "blocking", "build"]
+        for r in sorted(ap_rows, key=lambda r: order.index(r.key[1])):
+            secs = r.seconds
+            events = r.runs[0].out.get("events") if r.runs else None
+            vals = r.values("seconds")
+            if r.key[1] == "build":
+                ratio = "n/a"  # a different (larger) log
+            elif r.key[1] == "raw":
+                ratio = "1.00"
+            else:
+                ratio = _fmt(secs / base_s if secs and base_s else None, ",.2f", "x")
+            t.add_row(
+                APPEND_LABEL[r.key[1]].format(batch=bench.sizes["REPLAY_BATCH"]),
+                _fmt(events, ","),
+                _fmt(secs, ".4f"),
+                f"{min(vals):.4f}-{max(vals):.4f}" if len(vals) > 1 else "—",
+                _fmt(events / secs if events and secs else None, ",.0f"),
+                ratio,
+                _fmt(r.extra("commits"), ","),
+                _fmt(r.extra("largest_batch"), ","),
+                _ok(r),
+            )
+        console.print(t)
+        if base and base.runs:
+            ex = base.runs[0].out.get("extra", {})
+            console.print(
+                f"  raw connection: journal_mode={ex.get('journal_mode')}, synchronous={ex.get('synchronous')}"
+                " (SQLite default, as the store's connections)"
+            )
+        console.print()
+
+    rp = bench.rows.get(("REPLAY",))
+    if rp:
+        console.print(f"[bold]Replay[/]: History(open_store(url)).task_view() in a fresh process — median of {reps}")
+        t = Table()
+        for col, just in [
+            ("Log", "left"),
+            ("Events", "right"),
+            ("Open s", "right"),
+            ("Fold s", "right"),
+            ("min-max s", "right"),
+            ("Events/s", "right"),
+            ("RSS MB", "right"),
+            ("Valid", "center"),
+        ]:
+            t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        events = rp.runs[0].out.get("events") if rp.runs else None
+        vals = rp.values("seconds")
+        t.add_row(
+            f"SQLite, {(events or 0) // 4:,} tasks x 4 events",
+            _fmt(events, ","),
+            _fmt(rp.median("open_seconds"), ".3f"),
+            _fmt(rp.seconds, ".3f"),
+            f"{min(vals):.3f}-{max(vals):.3f}" if len(vals) > 1 else "—",
+            _fmt(events / rp.seconds if events and rp.seconds else None, ",.0f"),
+            _fmt(_mb(rp.rss_kib), ".1f"),
+            _ok(rp),
+        )
+        console.print(t)
+        console.print()
+
+    if targets:
+        console.print(
+            "[bold]Targets[/] (reported, not asserted)"
+            + (" — QUICK sizes: indicative only" if bench.args.quick else "")
+        )
+        t = Table()
+        for col in ("Target", "Goal", "Measured", "Met?"):
+            t.add_column(col, no_wrap=True)
+        for tg in targets:
+            met = tg["met"]
+            t.add_row(
+                tg["name"],
+                tg["goal"],
+                tg["measured"],
+                "—" if met is None else ("[green]yes[/]" if met else "[yellow]NO[/]"),
+            )
+        console.print(t)
+        console.print()
+
+    failed = [r for r in bench.rows.values() if not r.ok]
+    failed_runs = [r for r in bench.children.runs if r.errors and r.key[0] == "floor"]
+    if failed or failed_runs:
+        console.print("[bold red]VALIDATION FAILED[/]")
+        for r in failed:
+            console.print(f"[red]  {'/'.join(r.key)}: {len(r.runs)} run(s), {len(r.errors)} error(s)[/]")
+            for e in r.errors[:6]:
+                console.print(f"    - {e}", markup=False)
+        for run in failed_runs:
+            console.print(f"  {'/'.join(run.key)}: {run.errors}", markup=False)
+    else:
+        n = sum(len(r.runs) for r in bench.rows.values())
+        console.print(
+            f"[bold green]All validations passed[/] ({n} measured runs in fresh processes); "
+            f"benchmark wall time {wall:.1f} s"
+        )
+    return console
+
+
+def _ideal(workload: str, n: int) -> float | None:
+    from bench.actions import ideal_seconds
+
+    return ideal_seconds(workload, n)
+
+
+def evaluate_targets(bench: Bench) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    rows = bench.rows
+
+    def add(name: str, goal: str, measured: str, met: bool | None) -> None:
+        out.append({"name": name, "goal": goal, "measured": measured, "met": met})
+
+    r = rows.get(("W1", "sqlite", "batch"))
+    if r and r.seconds:
+        tps = r.runs[0].out["tasks"] / r.seconds
+        add(
+            "W1 throughput, SQLite · add_tasks (batch)",
+            f">= {TARGET_W1_TASKS_PER_S:,.0f} tasks/s",
+            f"{tps:,.0f} tasks/s",
+            tps >= TARGET_W1_TASKS_PER_S,
+        )
+    r = rows.get(("W1", "sqlite", "one-by-one"))
+    if r and r.seconds:
+        tps = r.runs[0].out["tasks"] / r.seconds
+        add(
+            "W1 throughput, SQLite · add_task xN (info: a durable commit per add)",
+            f">= {TARGET_W1_TASKS_PER_S:,.0f} tasks/s",
+            f"{tps:,.0f} tasks/s",
+            tps >= TARGET_W1_TASKS_PER_S,
+        )
+    for backend, variant in (
+        ("sqlite", "batch"),
+        ("sqlite", "one-by-one"),
+        ("memory", "batch"),
+        ("memory", "one-by-one"),
+    ):
+        r = rows.get(("W1", backend, variant))
+        if r and r.rss_kib:
+            mb = _mb(r.rss_kib) or 0.0
+            add(
+                f"W1 peak RSS, {RUNNER_LABEL[(backend, variant)]}",
+                f"< {TARGET_W1_RSS_MB:.0f} MB",
+                f"{mb:.1f} MB (max of runs)",
+                mb < TARGET_W1_RSS_MB,
+            )
+    for backend in ("sqlite", "memory"):
+        r = rows.get(("W4", backend, "batch"))
+        ideal = _ideal("W4", bench.sizes["W4"])
+        if r and r.seconds and ideal:
+            over = r.seconds / ideal - 1
+            add(
+                f"W4 time, {'durable SQLite' if backend == 'sqlite' else 'memory://'}",
+                f"within {TARGET_W4_OVER_IDEAL:.0%} of {ideal:.3f} s (<= {ideal * (1 + TARGET_W4_OVER_IDEAL):.3f} s)",
+                f"{r.seconds:.3f} s ({over:+.1%})",
+                over <= TARGET_W4_OVER_IDEAL,
+            )
+    r = rows.get(("REPLAY",))
+    if r and r.seconds:
+        eps = r.runs[0].out["events"] / r.seconds
+        add(
+            f"Replay of {r.runs[0].out['events']:,} events (fold only)",
+            f">= {TARGET_REPLAY_EVENTS_PER_S:,.0f} events/s",
+            f"{eps:,.0f} events/s",
+            eps >= TARGET_REPLAY_EVENTS_PER_S,
+        )
+    return out
+
+
+def to_json(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    summary = []
+    for r in bench.rows.values():
+        summary.append(
+            {
+                "section": r.section,
+                "key": list(r.key),
+                "label": r.label,
+                "repetitions": len(r.runs),
+                "seconds_median": r.seconds,
+                "seconds_all": r.values("seconds"),
+                "exec_seconds_median": r.median("exec_seconds"),
+                "add_seconds_median": r.median("add_seconds"),
+                "open_seconds_median": r.median("open_seconds"),
+                "items": r.runs[0].out.get("tasks", r.runs[0].out.get("events")) if r.runs else None,
+                "peak_rss_kib_max": r.rss_kib,
+                "ok": r.ok,
+                "errors": r.errors,
+            }
+        )
+    return {
+        "args": {"quick": bench.args.quick, "only": bench.args.only, "repeat": bench.args.repeat},
+        "sizes": bench.sizes,
+        "machine": machine,
+        "summary": summary,
+        "targets": targets,
+        "runs": [{"key": list(r.key), "spec": r.spec, "result": r.out, "wall": r.wall} for r in bench.children.runs],
+        "wall_seconds": wall,
+        "ok": all(r.ok for r in bench.rows.values()),
+    }
+
+
+# =============================================================================
+# main
+# =============================================================================
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="sizes /10, one repetition (smoke run)")
+    p.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--repeat", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
+    p.add_argument("--json", metavar="OUT", help="also write every result to this JSON file")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (databases) afterwards")
+    p.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in only if s not in SECTIONS]
+    if unknown:
+        p.error(f"unknown --only name(s) {unknown}; choose from {','.join(SECTIONS)}")
+    args.sections = only or list(SECTIONS)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.child is not None:
+        return child_main(args.child)
+
+    started = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="codomyrmex-bench-"))
+    children = Children(tmp, timeout=120.0 if args.quick else 600.0, keep=args.keep)
+    bench = Bench(args, children)
+
+    def progress(message: str) -> None:
+        print(f"  … {message}", file=sys.stderr, flush=True)
+
+    try:
+        machine = machine_info(tmp, children)
+        workloads = [s for s in args.sections if s in ("W1", "W2", "W3", "W4")]
+        if workloads:
+            bench.run_workloads(workloads, progress)
+        if "APPEND" in args.sections:
+            bench.run_append(progress)
+        if "REPLAY" in args.sections:
+            bench.run_replay(progress)
+        wall = time.perf_counter() - started
+        targets = evaluate_targets(bench)
+        render(bench, machine, targets, wall)
+        if args.json:
+            Path(args.json).write_text(json.dumps(to_json(bench, machine, targets, wall), indent=2, default=str))
+            print(f"results written to {args.json}")
+    finally:
+        if args.keep:
+            print(f"temporary files kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    floor_failed = any(r.errors for r in children.runs if r.key[0] == "floor")
+    return 0 if all(r.ok for r in bench.rows.values()) and not floor_failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
