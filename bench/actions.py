@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +85,7 @@ def sleeper(i: int) -> int:
     return i
 
 
-ACTIONS = {
+ACTIONS: dict[str, Callable[..., Any]] = {
     "inc": inc,
     "chain_step": chain_step,
     "fan_root": fan_root,

@@ -348,6 +348,13 @@ def _git() -> str:
     return f"{head}{' + uncommitted changes' if dirty else ''}"
 
 
+def load_average() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def machine_info(tmp: Path, children: Children) -> dict[str, Any]:
     try:
         affinity = len(os.sched_getaffinity(0))
@@ -368,6 +375,7 @@ def machine_info(tmp: Path, children: Children) -> dict[str, Any]:
         "tmp_fs": _fs_type(tmp.resolve()),
         "fdatasync_ms": _fdatasync_ms(tmp),
         "rss_floor_kib": {"bare": bare.out.get("rss_kib"), "library": lib.out.get("rss_kib")},
+        "load_at_start": load_average(),
     }
 
 
@@ -421,6 +429,10 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
         f"python  : {m['python']}   sqlite {m['sqlite']}   " + "   ".join(f"{k} {v}" for k, v in m["versions"].items())
     )
     console.print(f"source  : git {m['git']}")
+    console.print(
+        f"load    : 1/5/15-min load average {m['load_at_start']} at start, {m.get('load_at_end', '?')} at end"
+        " (other processes on these cores add noise; see min-max)"
+    )
     floor = m["rss_floor_kib"]
     console.print(
         f"tmp     : {m['tmp']} ({m['tmp_fs']}), fdatasync median {m['fdatasync_ms']:.2f} ms;  RSS floor: "
@@ -767,6 +779,7 @@ def main(argv: list[str] | None = None) -> int:
         if "REPLAY" in args.sections:
             bench.run_replay(progress)
         wall = time.perf_counter() - started
+        machine["load_at_end"] = load_average()
         targets = evaluate_targets(bench)
         render(bench, machine, targets, wall)
         if args.json:
