@@ -57,6 +57,9 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     KIND: ClassVar[str] = ""
     TYPE: ClassVar[str] = ""  # the stable type name, set by register_event_types
+    # Fields holding arbitrary user data (``Any``/dicts): the codec checks that they
+    # survive JSON unchanged; typed fields are guaranteed by their types.
+    USER_DATA_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     aggregate_id: str
     version: int

@@ -61,6 +61,8 @@ class _TaskEvent(Event, frozen=True, kw_only=True):
 class TaskCreated(_TaskEvent, frozen=True, kw_only=True, tag="task.created"):
     """A task was added. Carries the whole definition; status PENDING."""
 
+    USER_DATA_FIELDS: ClassVar[tuple[str, ...]] = ("parameters", "metadata")
+
     name: str
     module: str
     action: str
@@ -90,6 +92,8 @@ class TaskStarted(_TaskEvent, frozen=True, kw_only=True, tag="task.started"):
 
 
 class TaskCompleted(_TaskEvent, frozen=True, kw_only=True, tag="task.completed"):
+    USER_DATA_FIELDS: ClassVar[tuple[str, ...]] = ("data", "metadata")
+
     attempt: int
     data: Any = None
     execution_time: float = 0.0
@@ -110,6 +114,8 @@ class TaskRetryScheduled(_TaskEvent, frozen=True, kw_only=True, tag="task.retry_
 
 class TaskFailed(_TaskEvent, frozen=True, kw_only=True, tag="task.failed"):
     """The last allowed attempt failed (or the failure is not retryable)."""
+
+    USER_DATA_FIELDS: ClassVar[tuple[str, ...]] = ("metadata",)
 
     attempt: int
     error_type: str

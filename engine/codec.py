@@ -15,9 +15,34 @@ import msgspec
 from domain.errors import StoreError, ValidationError
 from domain.events import EVENT_TYPES, Event, upcasters_for
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "EventCodec"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "EventCodec", "json_problem"]
 
 DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
+def json_problem(value: object, path: str = "$") -> str | None:
+    """Why ``value`` would not survive a JSON round trip unchanged, or None.
+
+    msgspec encodes some values JSON cannot hold by changing them (NaN and infinities
+    become ``null``, bytes become base64 text); user data that goes into events is
+    checked here first so that what is recorded is what was given. Tuples and sets
+    become lists (documented, harmless for data)."""
+    stack: list[tuple[object, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return f"{where} is {item!r}, which JSON cannot represent"
+        elif isinstance(item, bytes | bytearray | memoryview):
+            return f"{where} is bytes; encode them (e.g. base64) or pass a file path"
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    return f"{where} has a non-string key {key!r}"
+                stack.append((sub, f"{where}.{key}"))
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
+    return None
 
 
 class EventCodec:
@@ -36,6 +61,14 @@ class EventCodec:
                 code="NOT_SERIALIZABLE",
                 suggestions=["Use JSON-compatible values (dict, list, str, int, float, bool, None)."],
             ) from e
+        for name in event.USER_DATA_FIELDS:  # msgspec accepted it, but would it change it?
+            problem = json_problem(getattr(event, name), f"{event.type}.{name}")
+            if problem is not None:
+                raise ValidationError(
+                    f"{event.type} for {event.aggregate_id!r} cannot be encoded faithfully: {problem}",
+                    code="NOT_SERIALIZABLE",
+                    suggestions=["Use JSON-compatible values (dict, list, str, int, float, bool, None)."],
+                )
         if len(data) > self.max_event_bytes:
             raise ValidationError(
                 f"{event.type} for {event.aggregate_id!r} is {len(data)} bytes, over the "

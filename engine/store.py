@@ -26,8 +26,10 @@ commit. Nothing is silently dropped.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +44,13 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.popo import POPOApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+)
 
 from domain.errors import ConcurrencyConflictError, StoreError, ValidationError
 from domain.events import Event, Recorded
@@ -51,17 +59,26 @@ from engine.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
 __all__ = ["EventStore", "open_store"]
 
 TABLE = "codomyrmex_events"
+_log = logging.getLogger(__name__)
 
 Listener = Callable[[Sequence[Recorded]], None]
 Callback = Callable[[Sequence[Recorded] | None, BaseException | None], None]
 
 
 class _BatchSQLiteRecorder(SQLiteApplicationRecorder):
-    """The stock recorder inserts row by row to read each ``lastrowid``; one
-    ``executemany`` is ~15% faster. Rowids of one write transaction are contiguous
-    (each is max(rowid)+1 under the write lock), so they are read back at once."""
+    """The stock SQLite recorder with two faster paths, same table and semantics.
+
+    * Inserts: the stock recorder inserts row by row to read each ``lastrowid``; one
+      ``executemany`` is ~15% faster. Rowids of one write transaction are contiguous
+      (each is max(rowid)+1 under the write lock), so they are read back at once.
+    * Reads: :meth:`select_rows` returns plain ``(position, topic, state)`` tuples; the
+      stock ``select_notifications`` builds a frozen dataclass per row from
+      ``sqlite3.Row`` lookups, a quarter of the cost of a replay.
+    """
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any) -> Sequence[int]:
+        if not stored_events:
+            return []
         c.executemany(
             self.insert_events_statement,
             [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
@@ -69,6 +86,37 @@ class _BatchSQLiteRecorder(SQLiteApplicationRecorder):
         c.execute(self.select_max_notification_id_statement)
         last = int(c.fetchone()[0])
         return list(range(last - len(stored_events) + 1, last + 1))
+
+    def select_rows(
+        self, start: int, limit: int, stop: int | None, topics: Sequence[str]
+    ) -> list[tuple[int, str, bytes]]:
+        sql = f"SELECT rowid, topic, state FROM {self.events_table_name} WHERE rowid>=?"
+        params: list[Any] = [start]
+        if stop is not None:
+            sql += " AND rowid<=?"
+            params.append(stop)
+        if topics:
+            sql += f" AND topic IN ({','.join('?' * len(topics))})"
+            params.extend(topics)
+        sql += " ORDER BY rowid LIMIT ?"
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [(row[0], row[1], row[2]) for row in c.fetchall()]
+
+
+class _SQLitePool(SQLiteConnectionPool):
+    """Sets ``PRAGMA synchronous`` on every connection it opens."""
+
+    def __init__(self, *, synchronous: str, **kwargs: Any) -> None:
+        self.synchronous = synchronous
+        super().__init__(**kwargs)
+
+    def _create_connection(self) -> SQLiteConnection:
+        conn = super()._create_connection()
+        cursor = conn.cursor()
+        cursor.execute(f"PRAGMA synchronous={self.synchronous}")
+        return conn
 
 
 @dataclass
@@ -79,6 +127,7 @@ class _Submission:
     done: threading.Event | None = None
     result: Sequence[Recorded] | None = None
     error: BaseException | None = None
+    resolved: bool = False
 
 
 @dataclass
@@ -89,6 +138,7 @@ class StoreStats:
     failures: int = 0
     largest_batch: int = 0
     listener_errors: list[str] = field(default_factory=list)
+    callback_errors: list[str] = field(default_factory=list)
 
 
 class EventStore:
@@ -123,6 +173,9 @@ class EventStore:
 
     def append(self, events: Sequence[Event], timeout: float | None = None) -> Sequence[Recorded]:
         """Append ``events`` atomically and return them as recorded, once durable."""
+        if not events:
+            self._check_open()
+            return []
         done = threading.Event()
         sub = self._submit(events, None, done)
         if not done.wait(timeout):
@@ -132,14 +185,32 @@ class EventStore:
         assert sub.result is not None
         return sub.result
 
-    def append_async(self, events: Sequence[Event], callback: Callback | None = None) -> None:
+    def append_async(
+        self, events: Sequence[Event], callback: Callback | None = None, *, encoded: Sequence[bytes] | None = None
+    ) -> None:
         """Queue ``events`` for the next commit; ``callback(recorded, error)`` runs on the
-        committer thread after the commit (and after the projections saw it)."""
-        self._submit(events, callback, None)
+        committer thread after the commit (and after the projections saw it).
+        ``encoded``: the events' bytes when the caller already encoded them."""
+        if not events:
+            self._check_open()
+            if callback is not None:
+                callback([], None)
+            return
+        self._submit(events, callback, None, encoded)
 
-    def _submit(self, events: Sequence[Event], callback: Callback | None, done: threading.Event | None) -> _Submission:
-        encode = self.codec.encode
-        stored = [StoredEvent(e.stream_id, e.version, e.type, encode(e)) for e in events]
+    def _submit(
+        self,
+        events: Sequence[Event],
+        callback: Callback | None,
+        done: threading.Event | None,
+        encoded: Sequence[bytes] | None = None,
+    ) -> _Submission:
+        if encoded is None:
+            encode = self.codec.encode
+            encoded = [encode(e) for e in events]
+        elif len(encoded) != len(events):
+            raise ValueError("encoded must hold one entry per event")
+        stored = [StoredEvent(e.stream_id, e.version, e.type, data) for e, data in zip(events, encoded, strict=True)]
         sub = _Submission(events, stored, callback, done)
         with self._cond:
             if self._closed:
@@ -151,6 +222,10 @@ class EventStore:
             self._idle = False
             self._cond.notify_all()
         return sub
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the event store is closed", code="STORE_CLOSED")
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is committed (or failed)."""
@@ -180,7 +255,14 @@ class EventStore:
             batch = self._take_batch()
             if batch is None:
                 return
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception as e:  # noqa: BLE001 -- the committer must outlive any failure
+                # Whatever went wrong (a driver error of an unexpected class, a recorder
+                # that broke its contract), every waiter of the batch hears of it and
+                # the committer keeps serving the next batches.
+                pending = [sub for sub in batch if not sub.resolved]
+                self._fail(pending, StoreError(f"commit of {len(pending)} submission(s) failed: {e!r}"))
 
     def _commit(self, batch: list[_Submission]) -> None:
         stored = [s for sub in batch for s in sub.stored]
@@ -193,8 +275,10 @@ class EventStore:
             for sub in batch:  # isolate the conflicting submission(s)
                 self._commit([sub])
             return
-        except (PersistenceError, OSError) as e:
-            self._fail(batch, StoreError(f"commit of {len(stored)} events failed: {e}"))
+        except (PersistenceError, OSError, StoreError) as e:
+            self._fail(
+                batch, e if isinstance(e, StoreError) else StoreError(f"commit of {len(stored)} events failed: {e}")
+            )
             return
         recorded = [Recorded(pos, ev) for pos, ev in zip(ids, (e for sub in batch for e in sub.events), strict=True)]
         self.stats.commits += 1
@@ -215,11 +299,20 @@ class EventStore:
         return ids
 
     def _conflict(self, sub: _Submission) -> ConcurrencyConflictError:
+        """Name the event whose (stream, version) is taken: read back only on conflict."""
         self.stats.conflicts += 1
-        first = sub.events[0]
+        seen: set[tuple[str, int]] = set()
+        culprit = sub.events[0]
+        for event in sub.events:
+            key = (event.stream_id, event.version)
+            if key in seen or self.recorder.select_events(event.stream_id, gt=event.version - 1, lte=event.version):
+                culprit = event
+                break
+            seen.add(key)
         return ConcurrencyConflictError(
-            f"version {first.version} of {first.stream_id} is already recorded by another writer",
-            details={"stream_id": first.stream_id, "version": first.version},
+            f"version {culprit.version} of {culprit.stream_id} is already recorded by another writer "
+            f"(nothing of this submission of {len(sub.events)} event(s) was recorded)",
+            details={"stream_id": culprit.stream_id, "version": culprit.version},
         )
 
     def _fail(self, batch: list[_Submission], error: BaseException) -> None:
@@ -229,20 +322,29 @@ class EventStore:
             self._resolve(sub)
 
     def _resolve(self, sub: _Submission) -> None:
-        if sub.callback is not None:
-            sub.callback(sub.result, sub.error)
-        if sub.done is not None:
-            sub.done.set()
+        sub.resolved = True
+        try:
+            if sub.callback is not None:
+                sub.callback(sub.result, sub.error)
+        except Exception as e:  # noqa: BLE001 -- a caller's callback must not stop the committer
+            self.stats.callback_errors.append(f"{sub.callback!r} raised {e!r}")
+            _log.exception("store callback %r raised; the commit itself is unaffected", sub.callback)
+        finally:
+            if sub.done is not None:
+                sub.done.set()
 
     def _notify_listeners(self, recorded: Sequence[Recorded]) -> StoreError | None:
+        """Every listener sees every batch; the first failure is reported to the
+        appenders (the events are committed either way)."""
+        first: StoreError | None = None
         for listener in list(self._listeners):
             try:
                 listener(recorded)
             except Exception as e:  # noqa: BLE001 -- a projection bug must not lose the commit; reported below
                 message = f"events up to position {recorded[-1].position} are committed, but {listener!r} failed: {e!r}"
                 self.stats.listener_errors.append(message)
-                return StoreError(message, code="PROJECTION_FAILED")
-        return None
+                first = first or StoreError(message, code="PROJECTION_FAILED")
+        return first
 
     # -- subscribing -----------------------------------------------------------
 
@@ -272,19 +374,26 @@ class EventStore:
         """Committed events in global order, from position ``start`` to ``stop``
         (inclusive), optionally only of the given type names."""
         decode = self.codec.decode
+        select_rows = getattr(self.recorder, "select_rows", None)
         position = start
         while stop is None or position <= stop:
             try:
-                rows = self.recorder.select_notifications(position, page, stop=stop, topics=types)
+                if select_rows is not None:
+                    rows = select_rows(position, page, stop, types)
+                else:
+                    rows = [
+                        (n.id, n.topic, n.state)
+                        for n in self.recorder.select_notifications(position, page, stop=stop, topics=types)
+                    ]
             except PersistenceError as e:
                 raise StoreError(f"reading {self.url} failed: {e}") from e
             if not rows:
                 return
-            for row in rows:
-                yield Recorded(row.id, decode(row.topic, row.state))
+            for row_id, topic, state in rows:
+                yield Recorded(row_id, decode(topic, state))
             if len(rows) < page:
                 return
-            position = rows[-1].id + 1
+            position = rows[-1][0] + 1
 
     def read_stream(self, stream_id: str) -> list[Event]:
         """All events of one aggregate stream (``"<kind>:<id>"``), in version order."""
@@ -358,9 +467,12 @@ def open_store(
     )
 
 
+SYNCHRONOUS_LEVELS = ("off", "normal", "full", "extra")
+
+
 def sqlite_path(url: str) -> str:
-    """``sqlite:///rel`` -> ``rel``; ``sqlite:////abs`` -> ``/abs``."""
-    rest = url.split("://", 1)[1]
+    """``sqlite:///rel`` -> ``rel``; ``sqlite:////abs`` -> ``/abs`` (query removed)."""
+    rest = url.split("://", 1)[1].split("?", 1)[0]
     if not rest.startswith("/") or rest == "/":
         raise ValidationError(
             f"SQLite URL {url!r} names no file",
@@ -370,10 +482,28 @@ def sqlite_path(url: str) -> str:
     return unquote(rest[1:])
 
 
+def _sqlite_options(url: str) -> dict[str, str]:
+    query = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
+    unknown = set(query) - {"synchronous"}
+    if unknown:
+        raise ValidationError(f"unknown SQLite URL option(s) {sorted(unknown)} in {url!r}", code="INVALID_STORE_URL")
+    synchronous = query.get("synchronous", "full").lower()
+    if synchronous not in SYNCHRONOUS_LEVELS:
+        raise ValidationError(
+            f"synchronous={synchronous!r} in {url!r}: use one of {SYNCHRONOUS_LEVELS}", code="INVALID_STORE_URL"
+        )
+    return {"synchronous": synchronous}
+
+
 def _open_sqlite(url: str, kwargs: dict[str, Any]) -> EventStore:
+    """WAL journal; ``synchronous=FULL`` by default (a commit survives power loss).
+    ``?synchronous=normal`` syncs only at WAL checkpoints: a commit survives a crash of
+    the process but the last ones may be lost on power loss; it roughly halves commit
+    latency."""
     path = sqlite_path(url)
+    options = _sqlite_options(url)
     if path == ":memory:":
-        db_name = "file::memory:?cache=shared"
+        db_name = f"file:codomyrmex-{uuid.uuid4().hex}?mode=memory&cache=shared"
     else:
         parent = Path(path).expanduser().resolve().parent
         try:
@@ -383,7 +513,10 @@ def _open_sqlite(url: str, kwargs: dict[str, Any]) -> EventStore:
         if not os.access(parent, os.W_OK):
             raise StoreError(f"directory {parent} is not writable")
         db_name = str(Path(path).expanduser())
-    datastore = SQLiteDatastore(db_name, originator_id_type="text", pool_size=4, max_overflow=8)
+    pool_options: dict[str, Any] = {"db_name": db_name, "pool_size": 4, "max_overflow": 8}
+    datastore = SQLiteDatastore(originator_id_type="text", **pool_options)
+    datastore.pool.close()  # replaced by one that also sets the sync level
+    datastore.pool = _SQLitePool(synchronous=options["synchronous"], **pool_options)
     recorder = _BatchSQLiteRecorder(datastore, events_table_name=TABLE)
     recorder.create_table()
     return EventStore(recorder, closer=datastore.close, **kwargs)

@@ -18,6 +18,7 @@ import msgspec
 from domain.enums import ResourceType, TaskPriority, TaskStatus
 from domain.errors import ValidationError
 from domain.task import ResourceSpec
+from engine.codec import json_problem
 from engine.models import Task, TaskResource
 
 __all__ = ["CREATE_TASK_OPTIONS", "MAX_ID_LENGTH", "definition_of", "task_from_options"]
@@ -64,6 +65,9 @@ def _json_dict(field: str, value: object) -> dict[str, Any]:
         raise _fail(field, "must be a dict", value)
     if not all(isinstance(k, str) for k in value):
         raise _fail(field, "keys must be strings", list(value))
+    problem = json_problem(value, field)
+    if problem is not None:
+        raise _fail(field, f"must be JSON-compatible: {problem}", "...")
     try:
         out: dict[str, Any] = msgspec.json.decode(_encoder.encode(dict(value)))
     except (TypeError, ValueError, OverflowError) as e:

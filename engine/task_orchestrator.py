@@ -61,6 +61,7 @@ from domain.events import Event, EventMeta, Recorded, event_type_name
 from domain.lifecycles import TASK
 from domain.task import TASK_EVENT_TYPES, TaskState
 from engine.clock import Runtime
+from engine.codec import json_problem
 from engine.config import default_store_url, resolve_max_workers
 from engine.executors import Executor, ThreadExecutor
 from engine.models import Task, TaskResult
@@ -237,15 +238,15 @@ class TaskOrchestrator:
             order = self._check_new_graph(definitions)
             meta = self._meta()
             created = [T.create(task_id, meta, owner=self.instance_id, **defn) for task_id, defn in order]
-            for event in created:  # encoding failures must happen before any state changes
-                self.store.codec.encode(event)
+            # Encode (and size-check) before any state changes: a failure records nothing.
+            encoded = {id(event): self.store.codec.encode(event) for event in created}
             events: list[Event] = []
             for event in created:
                 events.append(event)
                 self._register_new(event, events)
             dispatch: list[_Attempt] = []
             self._admit(events, dispatch)
-            ticket = self._commit(events, dispatch, wait=True)
+            ticket = self._commit(events, dispatch, wait=True, encoded=encoded)
         self._wait_commit(ticket)
         return [task_id for task_id, _ in definitions]
 
@@ -273,7 +274,7 @@ class TaskOrchestrator:
             if mark == 2:
                 return
             if mark == 1:
-                cycle = path[path.index(task_id) :] + [task_id]
+                cycle = [*path[path.index(task_id) :], task_id]
                 raise DependencyCycleError(
                     f"dependency cycle (each task depends on the next): {' -> '.join(cycle)}", details={"cycle": cycle}
                 )
@@ -437,8 +438,16 @@ class TaskOrchestrator:
 
     # -- committing ------------------------------------------------------------
 
-    def _commit(self, events: list[Event], dispatch: list[_Attempt], *, wait: bool = False) -> _Ticket | None:
-        """Queue the decided events (lock held); dispatch attempts once durable."""
+    def _commit(
+        self,
+        events: list[Event],
+        dispatch: list[_Attempt],
+        *,
+        wait: bool = False,
+        encoded: dict[int, bytes] | None = None,
+    ) -> _Ticket | None:
+        """Queue the decided events (lock held); dispatch attempts once durable.
+        ``encoded`` maps ``id(event)`` to bytes already produced for some events."""
         if not events:
             return None
         ticket = _Ticket() if wait else None
@@ -458,7 +467,12 @@ class TaskOrchestrator:
                 ticket.error = error
                 ticket.done.set()
 
-        self.store.append_async(events, committed)
+        if encoded:
+            encode = self.store.codec.encode
+            data = [encoded.get(id(e)) or encode(e) for e in events]
+            self.store.append_async(events, committed, encoded=data)
+        else:
+            self.store.append_async(events, committed)
         self._inflight += 1
         return ticket
 
@@ -511,7 +525,7 @@ class TaskOrchestrator:
                 kwargs["dependency_results"] = {dep: self._result_data(dep) for dep in defn.dependencies}
         try:
             data = entry.fn(**kwargs)
-        except Exception as e:  # the action's failure is the task's outcome, recorded
+        except Exception as e:  # noqa: BLE001 -- any failure of user code is the outcome, recorded
             return _Outcome(
                 False,
                 error_type=type(e).__name__,
@@ -521,6 +535,9 @@ class TaskOrchestrator:
             )
         elapsed = clock.monotonic() - begin
         try:
+            problem = json_problem(data, "result")
+            if problem is not None:
+                raise TypeError(problem)
             encoded = _result_encoder.encode(data)
         except (TypeError, ValueError, OverflowError) as e:
             return _Outcome(

@@ -78,3 +78,18 @@ def upstream_dir() -> Path:
             pytest.fail(f"upstream files required but missing at {path}")
         pytest.skip(f"upstream files not present at {path} (they live beside the repository)")
     return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """With CODOMYRMEX_REQUIRE_POSTGRES=1 (CI), a skipped PostgreSQL test fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and item.get_closest_marker("postgres") is not None
+        and os.environ.get("CODOMYRMEX_REQUIRE_POSTGRES") == "1"
+        and not hasattr(report, "wasxfail")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"PostgreSQL test skipped in CI: {report.longrepr}"

@@ -3,6 +3,7 @@ cancellation, skipping, history, and the audit trail each leaves."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -166,7 +167,7 @@ def test_retries_with_delay_then_success(make: Callable[..., TaskOrchestrator]) 
     assert result is not None and result.success and result.data == "ok"
     assert result.metadata["attempt"] == 3
     assert len(calls) == 3
-    assert all(b - a >= 0.09 for a, b in zip(calls, calls[1:], strict=False))
+    assert all(b - a >= 0.09 for a, b in itertools.pairwise(calls))
     assert event_types(orch, tid) == [
         "task.created", "task.ready",
         "task.started", "task.retry_scheduled",
@@ -290,13 +291,17 @@ def test_unknown_action_fails_once_with_a_clear_error(make: Callable[..., TaskOr
     assert event_types(orch, tid).count("task.started") == 1  # not retried: it cannot succeed
 
 
-def test_unserializable_result_fails_the_task(make: Callable[..., TaskOrchestrator]) -> None:
+@pytest.mark.parametrize("value", [object(), float("nan"), {"blob": b"bytes"}, {1: "int key"}])
+def test_unserializable_result_fails_the_task(make: Callable[..., TaskOrchestrator], value: object) -> None:
     orch = make()
-    orch.registry.register("t", "obj", lambda: object())
+    orch.registry.register("t", "obj", lambda: value)
     orch.start_execution()
     tid = orch.add_task(Task(module="t", action="obj"))
     assert orch.wait_for_completion(5)
-    assert orch.get_task_result(tid).error_type == "ResultNotSerializable"  # type: ignore[union-attr]
+    result = orch.get_task_result(tid)
+    assert result is not None
+    assert result.error_type == "ResultNotSerializable"
+    assert orch.get_task(tid).status is TaskStatus.FAILED  # type: ignore[union-attr]
 
 
 def test_wait_for_completion_contract(make: Callable[..., TaskOrchestrator]) -> None:
