@@ -7,12 +7,14 @@ non-zero; they never print a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
@@ -28,18 +30,26 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _payload(event: Any) -> str:
-    fields = {
-        k: getattr(event, k)
-        for k in event.__struct_fields__
-        if k not in ("aggregate_id", "version", "timestamp", "actor", "correlation_id", "causation_id", "schema")
-    }
-    for noisy in ("parameters", "metadata"):
-        if not fields.get(noisy):
-            fields.pop(noisy, None)
-    fields.pop("owner", None)
-    text = ", ".join(f"{k}={v!r}" for k, v in fields.items() if v not in (None, [], {}, ""))
-    return text if len(text) < 110 else text[:107] + "..."
+_ENVELOPE = {
+    "type",
+    "aggregate_id",
+    "version",
+    "timestamp",
+    "actor",
+    "correlation_id",
+    "causation_id",
+    "schema",
+    "owner",
+}
+
+
+def _payload(event: Any, strip: str = "", width: int = 90) -> str:
+    """The event's own fields as compact JSON-like text (envelope and empty values left out)."""
+    fields = {k: v for k, v in msgspec.to_builtins(event).items() if k not in _ENVELOPE and v not in (None, [], {}, "")}
+    text = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in fields.items())
+    if strip:
+        text = text.replace(strip, "")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -49,34 +59,46 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
     store = args.store or default_store_url()
     prefix = datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%S%f-")
-    console.print(f"[bold]codomyrmex-orch demo[/] on [cyan]{store}[/]")
+    console.print(f"[bold]codomyrmex-orch demo[/] on [cyan]{store}[/]  (task ids start with {prefix})")
     orchestrator, tasks = run_demo(store, prefix)
     try:
-        history = History(orchestrator.store)
+        names = {t.id: t.name for t in tasks}
+        table = Table(title="every event of the run, in log order", title_justify="left", show_edge=False)
+        for col in ("pos", "task", "v", "event", "at (UTC)", "details"):
+            table.add_column(col, overflow="fold")
+        for recorded in History(orchestrator.store).task_events():
+            e = recorded.event
+            if e.aggregate_id not in names:
+                continue  # tasks of earlier runs in the same store
+            table.add_row(
+                str(recorded.position),
+                names[e.aggregate_id],
+                str(e.version),
+                e.type,
+                e.timestamp.strftime("%H:%M:%S.%f")[:-3],
+                _payload(e, strip=prefix),
+            )
+        console.print(table)
+        final = Table(title="final state", title_justify="left", show_edge=False)
+        for col in ("task", "status", "attempts", "result"):
+            final.add_column(col, overflow="fold")
         for task in tasks:
-            table = Table(title=f"{task.name} ({task.id})", title_justify="left", show_edge=False)
-            for col in ("pos", "v", "event", "at", "details"):
-                table.add_column(col)
-            for recorded in history.task_events(task.id):
-                e = recorded.event
-                table.add_row(
-                    str(recorded.position),
-                    str(e.version),
-                    e.type,
-                    e.timestamp.strftime("%H:%M:%S.%f")[:-3],
-                    _payload(e),
-                )
-            console.print(table)
-        summary = orchestrator.get_task_result(f"{prefix}summarize")
-        if summary is not None and summary.success:
-            console.print(f"[bold]source measured:[/] {summary.data}")
+            got = orchestrator.get_task(task.id)
+            assert got is not None
+            res = got.result
+            shown = (
+                ""
+                if res is None
+                else (json.dumps(res.data) if res.success else f"{res.error_type}: {res.error_message}")
+            )
+            attempts = res.metadata.get("attempt", res.metadata.get("abandoned_attempt", 0)) if res else 0
+            final.add_row(task.name, got.status.value, str(attempts), shown[:70])
+        console.print(final)
         stats = orchestrator.get_execution_stats()
-        stats_table = Table(title="execution stats (whole store)", title_justify="left", show_edge=False)
-        stats_table.add_column("key")
-        stats_table.add_column("value", justify="right")
-        for key, value in stats.items():
-            stats_table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-        console.print(stats_table)
+        console.print(
+            "[bold]execution stats (whole store):[/] "
+            + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items())
+        )
         console.print(f"events in store: {orchestrator.store.max_position()} ({store})")
     finally:
         orchestrator.close()
