@@ -77,6 +77,8 @@ class TaskCreated(_TaskEvent, frozen=True, kw_only=True, tag="task.created"):
     tags: list[str] = msgspec.field(default_factory=list)
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     owner: str = ""
+    # alias -> dependency task id, for {{alias.output}} references in parameters
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class TaskReady(_TaskEvent, frozen=True, kw_only=True, tag="task.ready"):

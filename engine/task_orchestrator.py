@@ -40,7 +40,7 @@ import heapq
 import itertools
 import threading
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,6 +60,7 @@ from domain.errors import (
 from domain.events import Event, EventMeta, Recorded, event_type_name
 from domain.lifecycles import TASK
 from domain.task import TASK_EVENT_TYPES, TaskState
+from domain.workflow import output_path, substitute
 from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import default_store_url, resolve_max_workers
@@ -90,6 +91,19 @@ class _Attempt:
     sync: bool = False
     abandoned: bool = False
     finished: threading.Event | None = None  # only synchronous attempts are waited on
+
+
+_FINAL_EVENTS = (T.TaskCompleted, T.TaskFailed, T.TaskCancelled, T.TaskSkipped)
+
+
+class _Watcher:
+    """Calls ``callback`` once all of ``remaining`` are final and committed."""
+
+    __slots__ = ("callback", "remaining")
+
+    def __init__(self, remaining: int, callback: Callable[[], None]) -> None:
+        self.remaining = remaining
+        self.callback = callback
 
 
 class _Ticket:
@@ -170,6 +184,7 @@ class TaskOrchestrator:
         self._closed = False
         self._timer: threading.Thread | None = None
         self._store_errors: list[BaseException] = []
+        self._watchers: dict[str, list[_Watcher]] = {}
 
         self._view_lock = threading.Lock()
         self.view = TaskView()
@@ -182,7 +197,17 @@ class TaskOrchestrator:
     def max_workers(self) -> int:
         return self._max_workers
 
-    def _meta(self, causation_id: str = "") -> EventMeta:
+    def _meta(self, causation_id: str = "", state: TaskState | None = None) -> EventMeta:
+        """Envelope for a decision; about a task, it keeps that task's actor and
+        correlation (a workflow run's steps carry the run's)."""
+        if state is not None:
+            created = state.definition
+            return EventMeta(
+                timestamp=self.runtime.clock.now(),
+                actor=created.actor,
+                correlation_id=created.correlation_id,
+                causation_id=causation_id,
+            )
         return EventMeta(
             timestamp=self.runtime.clock.now(),
             actor=self.actor,
@@ -227,20 +252,43 @@ class TaskOrchestrator:
         """Record ``task`` (durably) and return its id."""
         return self.add_tasks([task])[0]
 
-    def add_tasks(self, tasks: Iterable[Task]) -> list[str]:
+    def add_tasks(
+        self,
+        tasks: Iterable[Task],
+        *,
+        correlation_id: str | None = None,
+        actor: str | None = None,
+        aliases: dict[str, dict[str, str]] | None = None,
+        with_events: Sequence[Event] = (),
+    ) -> list[str]:
         """Record several tasks in one commit. Dependencies may point at tasks earlier
-        or later in the same call; a cycle is rejected and nothing is recorded."""
+        or later in the same call; a cycle is rejected and nothing is recorded.
+
+        ``correlation_id``/``actor`` stamp these tasks' events (default: this
+        orchestrator's). ``aliases[task_id]`` names dependencies for ``{{alias.output}}``
+        references in that task's parameters. ``with_events`` (other aggregates' events,
+        e.g. a workflow run's creation) are committed in the same transaction, first."""
         definitions = [definition_of(t) for t in tasks]
         if not definitions:
             return []
+        aliases = aliases or {}
         with self._lock:
             self._check_open()
             order = self._check_new_graph(definitions)
             meta = self._meta()
-            created = [T.create(task_id, meta, owner=self.instance_id, **defn) for task_id, defn in order]
+            if correlation_id is not None or actor is not None:
+                meta = EventMeta(
+                    timestamp=meta.timestamp,
+                    actor=actor if actor is not None else meta.actor,
+                    correlation_id=correlation_id if correlation_id is not None else meta.correlation_id,
+                )
+            created = [
+                T.create(task_id, meta, owner=self.instance_id, aliases=aliases.get(task_id, {}), **defn)
+                for task_id, defn in order
+            ]
             # Encode (and size-check) before any state changes: a failure records nothing.
-            encoded = {id(event): self.store.codec.encode(event) for event in created}
-            events: list[Event] = []
+            encoded = {id(event): self.store.codec.encode(event) for event in (*with_events, *created)}
+            events: list[Event] = list(with_events)
             for event in created:
                 events.append(event)
                 self._register_new(event, events)
@@ -305,7 +353,9 @@ class TaskOrchestrator:
             if dep_state.status in _FINAL:
                 self._decide(
                     events,
-                    T.skip(state, self._meta(), dependency=dep, dependency_status=dep_state.status),
+                    T.skip(
+                        state, self._meta(created.event_id, state), dependency=dep, dependency_status=dep_state.status
+                    ),
                 )
                 return
             unmet += 1
@@ -330,7 +380,7 @@ class TaskOrchestrator:
         return state
 
     def _make_ready(self, state: TaskState, events: list[Event], causation_id: str) -> None:
-        self._decide(events, T.ready(state, self._meta(causation_id)))
+        self._decide(events, T.ready(state, self._meta(causation_id, state)))
         heapq.heappush(self._ready, (-state.definition.priority, self._age[state.id], state.id))
 
     def _propagate(self, state: TaskState, events: list[Event], causation_id: str) -> None:
@@ -349,7 +399,12 @@ class TaskOrchestrator:
             else:
                 self._decide(
                     events,
-                    T.skip(dependent, self._meta(causation_id), dependency=state.id, dependency_status=state.status),
+                    T.skip(
+                        dependent,
+                        self._meta(causation_id, dependent),
+                        dependency=state.id,
+                        dependency_status=state.status,
+                    ),
                 )
 
     def _admit(self, events: list[Event], dispatch: list[_Attempt]) -> None:
@@ -370,7 +425,7 @@ class TaskOrchestrator:
             dispatch.append(self._start_attempt(state, events))
 
     def _start_attempt(self, state: TaskState, events: list[Event], *, sync: bool = False) -> _Attempt:
-        started = T.start(state, self._meta(f"task:{state.id}@{state.version}"))
+        started = T.start(state, self._meta(f"task:{state.id}@{state.version}", state))
         self._decide(events, started)
         attempt = _Attempt(
             state.id,
@@ -399,7 +454,7 @@ class TaskOrchestrator:
 
     def _record_outcome(self, attempt: _Attempt, outcome: _Outcome, events: list[Event]) -> None:
         state = self._states[attempt.task_id]
-        meta = self._meta(attempt.started_event_id)
+        meta = self._meta(attempt.started_event_id, state)
         if attempt.abandoned or self._running.get(attempt.task_id) is not attempt:
             self._decide(
                 events,
@@ -459,10 +514,15 @@ class TaskOrchestrator:
                 for attempt in dispatch:
                     if not attempt.sync:
                         self._executor.submit(functools.partial(self._run_attempt, attempt))
+            fire: list[Callable[[], None]] = []
             with self._lock:
                 self._inflight -= 1
                 if self._inflight == 0:
                     self._settled.notify_all()
+                if self._watchers and recorded:
+                    fire = self._finished_watchers(recorded)
+            for callback in fire:
+                callback()
             if ticket is not None:
                 ticket.error = error
                 ticket.done.set()
@@ -475,6 +535,33 @@ class TaskOrchestrator:
             self.store.append_async(events, committed)
         self._inflight += 1
         return ticket
+
+    def _finished_watchers(self, recorded: Sequence[Recorded]) -> list[Callable[[], None]]:
+        fire = []
+        for r in recorded:
+            if isinstance(r.event, _FINAL_EVENTS):
+                for watcher in self._watchers.pop(r.event.aggregate_id, ()):
+                    watcher.remaining -= 1
+                    if watcher.remaining == 0:
+                        fire.append(watcher.callback)
+        return fire
+
+    def when_final(self, task_ids: Iterable[str], callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once every one of ``task_ids`` is in a final state and
+        that is committed: at once (in this thread) if they already are, else on the
+        store's committer thread. The callback must be quick and must not block."""
+        with self._lock:
+            with self._view_lock:
+                pending = {t for t in task_ids if (rec := self.view.tasks.get(t)) is None or rec.status not in _FINAL}
+            unknown = [t for t in pending if t not in self._states]
+            if unknown:
+                raise NotFoundError(f"unknown task id(s) {sorted(unknown)}")
+            if pending:
+                watcher = _Watcher(len(pending), callback)
+                for t in pending:
+                    self._watchers.setdefault(t, []).append(watcher)
+                return
+        callback()
 
     @staticmethod
     def _wait_commit(ticket: _Ticket | None) -> None:
@@ -520,6 +607,11 @@ class TaskOrchestrator:
         except OrchestrationError as e:
             return _Outcome(False, error_type=type(e).__name__, error_message=str(e), retryable=False)
         kwargs = dict(defn.parameters)
+        if defn.aliases:
+            try:
+                kwargs = self._resolve_outputs(defn)
+            except OrchestrationError as e:
+                return _Outcome(False, error_type=type(e).__name__, error_message=str(e), retryable=False)
         if entry.wants_dependency_results:
             with self._view_lock:
                 kwargs["dependency_results"] = {dep: self._result_data(dep) for dep in defn.dependencies}
@@ -557,6 +649,21 @@ class TaskOrchestrator:
                 retryable=False,
             )
         return _Outcome(True, data=msgspec.json.decode(encoded), execution_time=elapsed)
+
+    def _resolve_outputs(self, defn: T.TaskCreated) -> dict[str, Any]:
+        """Parameters with ``{{alias.output[.path]}}`` replaced by the committed results
+        of the aliased dependencies (read from the view, so a replay sees the same)."""
+
+        def lookup(name: str, path: str | None) -> Any:
+            task_id = defn.aliases.get(name)
+            if path is None or task_id is None:
+                raise ValidationError(f"task {defn.aggregate_id!r}: unresolvable reference {{{{{name}}}}}")
+            with self._view_lock:
+                data = self._result_data(task_id)
+            return output_path(data, path, f"task {defn.aggregate_id!r}: {{{{{name}.output{path}}}}}")
+
+        resolved: dict[str, Any] = substitute(defn.parameters, lookup)
+        return resolved
 
     def _result_data(self, task_id: str) -> Any:
         record = self.view.tasks.get(task_id)
@@ -777,7 +884,7 @@ class TaskOrchestrator:
             else:
                 events: list[Event] = []
                 attempt = self._running.get(task_id)
-                self._decide(events, T.cancel(state, self._meta(), reason=reason))
+                self._decide(events, T.cancel(state, self._meta(state=state), reason=reason))
                 if attempt is not None:
                     attempt.abandoned = True
                     self._end_attempt(attempt)
