@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.enums import ResourceType, TaskPriority, TaskStatus
+from domain.enums import ResourceType, TaskPriority, TaskStatus, WorkflowStatus
 from projections.tasks import ResultRecord, TaskRecord
 
-__all__ = ["Task", "TaskResource", "TaskResult"]
+__all__ = ["Task", "TaskResource", "TaskResult", "WorkflowExecution", "WorkflowStep"]
 
 
 @dataclass
@@ -125,3 +125,38 @@ class Task:
             tags=list(rec.tags),
             metadata=dict(rec.metadata),
         )
+
+
+@dataclass
+class WorkflowStep:
+    """One step of a workflow definition (the spec's data model).
+
+    ``retry_count`` is kept for compatibility with the original file format; the number
+    of retries a step actually used is in the run's events. ``retry_delay`` (seconds,
+    default 1.0) is this project's addition.
+    """
+
+    name: str
+    module: str
+    action: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    dependencies: list[str] = field(default_factory=list)
+    timeout: int | None = None
+    retry_count: int = 0
+    max_retries: int = 3
+    retry_delay: float = 1.0
+
+
+@dataclass
+class WorkflowExecution:
+    """What ``execute_workflow`` returns (the spec's data model, plus ``run_id``, the
+    id of the run in the event log, for replay tools)."""
+
+    workflow_name: str
+    status: WorkflowStatus = WorkflowStatus.PENDING
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    performance_metrics: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""

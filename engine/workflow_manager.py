@@ -1,0 +1,523 @@
+"""The spec's ``WorkflowManager``: workflow definitions and runs on the event log.
+
+A run is one ``workflow_run`` aggregate plus one task per step in the
+:class:`TaskOrchestrator` (task id ``<run id>/<step>``, correlation id = the run id), all
+created in one commit. Steps run through the orchestrator's scheduler, so dependencies,
+retries, per-step timeouts, skipping and cancellation are the tasks' own. When every
+step is final (and committed) the run is recorded COMPLETED (all steps completed) or
+FAILED (with one error string per failed, timed-out or skipped step). A whole-run
+``timeout`` cancels the steps still open, records the run FAILED with reason
+``"timeout"``, and raises ``asyncio.TimeoutError``; cancelling the awaiting coroutine
+records it CANCELLED. A run is never left RUNNING by this process.
+
+Parameters: ``{{name}}`` is replaced by the run's global parameter when the run is
+created (so the recorded task parameters show the value used); ``{{step.output}}``
+(``{{step.output.key}}``) is resolved from the recorded result of that step just before
+the action runs, and implies a dependency on it. An unknown ``{{name}}`` is a
+``ValueError`` before anything is recorded.
+
+``estimated_duration`` in :meth:`list_workflows` is the mean measured duration of the
+workflow's completed runs when there are any, else the longest chain of step timeouts
+through the dependency graph (a step without a timeout counts ``DEFAULT_STEP_ESTIMATE``
+seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from domain.enums import TaskStatus, WorkflowStatus
+from domain.errors import NotFoundError, OrchestrationError, ValidationError
+from domain.events import Event, EventMeta, Recorded
+from domain.lifecycles import TASK, WORKFLOW_RUN
+from domain.workflow import (
+    RunState,
+    StepSpec,
+    WorkflowRunCancelled,
+    WorkflowRunCompleted,
+    WorkflowRunCreated,
+    WorkflowRunFailed,
+    WorkflowRunStarted,
+    define,
+    evolve_run,
+    implied_dependencies,
+    references,
+    step_order,
+    substitute,
+    validate_steps,
+)
+from engine.models import Task, WorkflowExecution, WorkflowStep
+from engine.task_orchestrator import TaskOrchestrator
+from engine.workflow_files import parse_workflow_file, step_spec, write_workflow_file
+from projections.workflows import WorkflowView
+from projections.workflows import apply as apply_workflow_event
+
+__all__ = ["DEFAULT_STEP_ESTIMATE", "WorkflowManager"]
+
+DEFAULT_STEP_ESTIMATE = 60
+WORKFLOW_TOPICS = (
+    "workflow.defined",
+    "workflow_run.created",
+    "workflow_run.started",
+    "workflow_run.completed",
+    "workflow_run.failed",
+    "workflow_run.cancelled",
+)
+
+
+class WorkflowManager:
+    """Defines, stores and runs workflows. Shares the orchestrator's event store."""
+
+    def __init__(
+        self,
+        *,
+        orchestrator: TaskOrchestrator | None = None,
+        store: str | None = None,
+        workflows_dir: str | Path | None = None,
+        performance_monitoring: bool = True,
+        load_files: bool = True,
+    ) -> None:
+        self._owns_orchestrator = orchestrator is None
+        self.orchestrator = orchestrator if orchestrator is not None else TaskOrchestrator(store=store)
+        self.store = self.orchestrator.store
+        self.runtime = self.orchestrator.runtime
+        self.workflows_dir = Path(workflows_dir) if workflows_dir is not None else None
+        self.performance_monitoring = performance_monitoring
+        self.load_errors: list[tuple[str, str]] = []
+        self._lock = threading.RLock()
+        self._view_lock = threading.Lock()
+        self.view = WorkflowView()
+        self._runs: dict[str, RunState] = {}
+        for recorded in self.store.read(types=WORKFLOW_TOPICS):
+            self._apply(recorded)
+        self._unsubscribe = self.store.subscribe(self._on_committed)
+        if load_files and self.workflows_dir is not None and self.workflows_dir.is_dir():
+            self.load_directory(self.workflows_dir)
+
+    # -- views -----------------------------------------------------------------
+
+    def _apply(self, recorded: Recorded) -> None:
+        event = recorded.event
+        with self._view_lock:
+            apply_workflow_event(self.view, recorded)
+        if event.KIND == "workflow_run":
+            self._runs[event.aggregate_id] = evolve_run(self._runs.get(event.aggregate_id), event)
+
+    def _on_committed(self, batch: Sequence[Recorded]) -> None:
+        for recorded in batch:
+            if recorded.event.KIND in ("workflow", "workflow_run"):
+                self._apply(recorded)
+
+    def _meta(self, actor: str = "system", correlation_id: str = "", causation_id: str = "") -> EventMeta:
+        return EventMeta(
+            timestamp=self.runtime.clock.now(),
+            actor=actor,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+
+    # -- definitions -----------------------------------------------------------
+
+    def create_workflow(self, name: str, steps: list[WorkflowStep], save: bool = True) -> bool:
+        """Record a new version of workflow ``name`` (and, with ``save``, write its JSON
+        file to the workflows directory first). Returns True; raises ``ValueError``
+        (a :class:`ValidationError`) on an invalid name or steps, ``OSError`` if the file
+        cannot be written (then nothing is recorded)."""
+        if not isinstance(steps, list):
+            raise ValidationError(f"steps must be a list of WorkflowStep, got {type(steps).__name__}")
+        specs = [step_spec(s, f"workflow {name!r} step {i}") for i, s in enumerate(steps)]
+        validate_steps(name, specs)
+        if save:
+            if self.workflows_dir is None:
+                raise ValidationError(
+                    "create_workflow(save=True) needs a workflows directory; pass workflows_dir= or save=False"
+                )
+            write_workflow_file(self.workflows_dir, name, specs)
+        self._define(name, specs, source="api")
+        return True
+
+    def _define(self, name: str, specs: list[StepSpec], source: str) -> bool:
+        with self._lock:
+            with self._view_lock:
+                current = self.view.definitions.get(name)
+            if current is not None and current.steps == specs:
+                return False
+            event = define(name, (current.version if current else 0) + 1, specs, self._meta(), source=source)
+            self.store.append([event])
+        return True
+
+    def load_directory(self, directory: Path) -> list[str]:
+        """Record every ``*.json`` workflow in ``directory`` whose content differs from
+        its latest recorded version. A malformed file is reported in ``load_errors``
+        (file name and reason) and the others still load. Returns the names loaded."""
+        loaded = []
+        for path in sorted(directory.glob("*.json")):
+            try:
+                name, specs = parse_workflow_file(path)
+                validate_steps(name, specs)
+                self._define(name, specs, source=f"file:{path.name}")
+            except OrchestrationError as e:
+                self.load_errors.append((path.name, str(e)))
+                continue
+            loaded.append(name)
+        return loaded
+
+    def get_workflow(self, name: str) -> list[WorkflowStep] | None:
+        with self._view_lock:
+            record = self.view.definitions.get(name)
+        if record is None:
+            return None
+        return [
+            WorkflowStep(
+                name=s.name,
+                module=s.module,
+                action=s.action,
+                parameters=dict(s.parameters),
+                dependencies=list(s.dependencies),
+                timeout=int(s.timeout) if s.timeout is not None and s.timeout.is_integer() else None,
+                max_retries=s.max_retries,
+                retry_delay=s.retry_delay,
+            )
+            for s in record.steps
+        ]
+
+    def list_workflows(self) -> dict[str, dict[str, Any]]:
+        with self._view_lock:
+            definitions = list(self.view.definitions.values())
+            durations: dict[str, list[float]] = {}
+            for run in self.view.runs.values():
+                if run.status is WorkflowStatus.COMPLETED and run.duration is not None:
+                    durations.setdefault(run.workflow, []).append(run.duration)
+        out: dict[str, dict[str, Any]] = {}
+        for d in definitions:
+            measured = durations.get(d.name)
+            out[d.name] = {
+                "steps": len(d.steps),
+                "modules": sorted({s.module for s in d.steps}),
+                "estimated_duration": (
+                    math.ceil(sum(measured) / len(measured)) if measured else _critical_path(d.name, d.steps)
+                ),
+                "has_dependencies": any(implied_dependencies(s, {x.name for x in d.steps}) for s in d.steps),
+                "created_time": d.created_at.isoformat(),
+            }
+        return out
+
+    # -- runs --------------------------------------------------------------------
+
+    async def execute_workflow(
+        self,
+        name: str,
+        parameters: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        *,
+        session_id: str = "",
+        actor: str = "system",
+    ) -> WorkflowExecution:
+        """Run the latest version of ``name``; see the module docstring."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValidationError(f"timeout must be a number > 0 or None, got {timeout!r}")
+        run_id, task_ids = await asyncio.to_thread(self._start_run, name, parameters or {}, timeout, session_id, actor)
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def done() -> None:  # on the store's committer thread
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(resolve)
+
+        self.orchestrator.when_final(task_ids.values(), done)
+        try:
+            await asyncio.wait_for(asyncio.shield(finished), timeout)
+        except TimeoutError:
+            await asyncio.to_thread(
+                self._abort_run, run_id, "timeout", f"workflow {name!r} exceeded its timeout of {timeout:g}s"
+            )
+            raise
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                asyncio.to_thread(self._abort_run, run_id, "cancelled", "the caller cancelled the run")
+            )
+            raise
+        return await asyncio.to_thread(self._finish_run, run_id)
+
+    def _start_run(
+        self, name: str, parameters: dict[str, Any], timeout: float | None, session_id: str, actor: str
+    ) -> tuple[str, dict[str, str]]:
+        with self._view_lock:
+            definition = self.view.definitions.get(name)
+        if definition is None:
+            raise ValidationError(f"workflow {name!r} not found", code="UNKNOWN_WORKFLOW")
+        if not isinstance(parameters, dict) or not all(isinstance(k, str) for k in parameters):
+            raise ValidationError(f"parameters must be a dict with string keys, got {parameters!r:.100}")
+        steps = {s.name: s for s in definition.steps}
+        missing = sorted(
+            {ref for s in definition.steps for ref, path in references(s.parameters) if path is None} - set(parameters)
+        )
+        if missing:
+            raise ValidationError(
+                f"workflow {name!r} needs parameter(s) {missing} (referenced as {{{{name}}}}); "
+                f"got {sorted(parameters)}",
+                code="UNKNOWN_PARAMETER",
+                details={"missing": missing},
+            )
+        run_id = self.runtime.ids.new_id()
+        task_ids = {step: f"{run_id}/{step}" for step in steps}
+
+        def global_param(ref: str, path: str | None) -> Any:
+            if path is not None:  # a step output: resolved when the step runs
+                return "{{" + ref + ".output" + path + "}}"
+            return parameters[ref]
+
+        tasks, aliases = [], {}
+        names = set(steps)
+        for step_name in step_order(name, definition.steps):
+            step = steps[step_name]
+            deps = implied_dependencies(step, names)
+            tid = task_ids[step_name]
+            aliases[tid] = {d: task_ids[d] for d in deps}
+            tasks.append(
+                Task(
+                    id=tid,
+                    name=f"{name}.{step_name}",
+                    module=step.module,
+                    action=step.action,
+                    parameters=substitute(step.parameters, global_param),
+                    dependencies=[task_ids[d] for d in deps],
+                    timeout=step.timeout,  # type: ignore[arg-type]
+                    max_retries=step.max_retries,
+                    retry_delay=step.retry_delay,
+                    metadata={"workflow": name, "run_id": run_id, "step": step_name},
+                )
+            )
+        meta = self._meta(actor, correlation_id=run_id)
+        created = WorkflowRunCreated(
+            aggregate_id=run_id,
+            version=1,
+            workflow=name,
+            definition_version=definition.version,
+            parameters=parameters,
+            step_tasks=task_ids,
+            timeout=float(timeout) if timeout is not None else None,
+            session_id=session_id,
+            timestamp=meta.timestamp,
+            actor=actor,
+            correlation_id=run_id,
+            causation_id=f"workflow:{name}@{definition.version}",
+        )
+        WORKFLOW_RUN.decide(WORKFLOW_RUN.initial, "start", run_id)
+        started = WorkflowRunStarted(
+            aggregate_id=run_id,
+            version=2,
+            timestamp=meta.timestamp,
+            actor=actor,
+            correlation_id=run_id,
+            causation_id=created.event_id,
+        )
+        self.orchestrator.add_tasks(
+            tasks, correlation_id=run_id, actor=actor, aliases=aliases, with_events=[created, started]
+        )
+        self.orchestrator.start_execution()
+        return run_id, task_ids
+
+    def _step_outcomes(self, run_id: str) -> tuple[dict[str, Any], list[str], dict[str, Any], list[str]]:
+        """(results, errors, per-step metrics, open step task ids) of a run, from the
+        committed task view."""
+        run = self.view.runs[run_id]
+        results: dict[str, Any] = {}
+        errors: list[str] = []
+        metrics: dict[str, Any] = {}
+        open_tasks: list[str] = []
+        for step, task_id in run.step_tasks.items():
+            task = self.orchestrator.get_task(task_id)
+            if task is None:
+                continue
+            res = task.result
+            metrics[step] = {
+                "status": task.status.value,
+                "execution_time": res.execution_time if res else 0.0,
+                "attempts": (res.metadata.get("attempt", 0) if res else 0),
+                "retries": task.retry_count,
+            }
+            if task.status is TaskStatus.COMPLETED and res is not None:
+                results[step] = res.data
+            elif TASK.is_final(task.status) and res is not None:
+                errors.append(f"step {step!r} {task.status.value}: {res.error_type}: {res.error_message}")
+            elif not TASK.is_final(task.status):
+                open_tasks.append(task_id)
+        return results, errors, metrics, open_tasks
+
+    def _record_end(self, run_id: str, make: Any) -> None:
+        with self._lock:
+            state = self._runs[run_id]
+            if WORKFLOW_RUN.is_final(state.status):
+                return
+            started = state.started_at or state.created.timestamp
+            now = self.runtime.clock.now()
+            event: Event = make(state, (now - started).total_seconds(), now)
+            self.store.append([event])
+
+    def _finish_run(self, run_id: str) -> WorkflowExecution:
+        self.store.flush()
+        with self._view_lock:
+            _, errors, _, _ = self._step_outcomes(run_id)
+
+        def make(state: RunState, duration: float, now: datetime) -> Event:
+            env = _Envelope(run_id, state.version + 1, now, state.created.actor).fields()
+            if errors:
+                WORKFLOW_RUN.decide(state.status, "fail", run_id)
+                return WorkflowRunFailed(reason="step_failed", errors=errors, duration=duration, **env)
+            WORKFLOW_RUN.decide(state.status, "complete", run_id)
+            return WorkflowRunCompleted(duration=duration, **env)
+
+        self._record_end(run_id, make)
+        return self.get_execution(run_id)
+
+    def _abort_run(self, run_id: str, reason: str, message: str) -> None:
+        """End a run that is still open: cancel its open steps, record the run."""
+        with self._view_lock:
+            _, _, _, open_tasks = self._step_outcomes(run_id)
+        for task_id in open_tasks:
+            self.orchestrator.cancel_task(task_id, reason=message)
+        self.store.flush()
+        with self._view_lock:
+            _, errors, _, _ = self._step_outcomes(run_id)
+
+        def make(state: RunState, duration: float, now: datetime) -> Event:
+            env = _Envelope(run_id, state.version + 1, now, state.created.actor).fields()
+            if reason == "cancelled":
+                WORKFLOW_RUN.decide(state.status, "cancel", run_id)
+                return WorkflowRunCancelled(reason=message, duration=duration, **env)
+            WORKFLOW_RUN.decide(state.status, "fail", run_id)
+            return WorkflowRunFailed(reason=reason, errors=[message, *errors], duration=duration, **env)
+
+        self._record_end(run_id, make)
+
+    def get_execution(self, run_id: str) -> WorkflowExecution:
+        """A run as the spec's ``WorkflowExecution``, from the committed views."""
+        with self._view_lock:
+            run = self.view.runs.get(run_id)
+            if run is None:
+                raise NotFoundError(f"no workflow run {run_id!r}")
+            results, errors, metrics, _ = self._step_outcomes(run_id)
+            return WorkflowExecution(
+                workflow_name=run.workflow,
+                status=run.status,
+                start_time=run.started_at,
+                end_time=run.ended_at,
+                results=results,
+                errors=list(run.errors) if run.errors else errors,
+                performance_metrics={
+                    "run_id": run_id,
+                    "definition_version": run.definition_version,
+                    "duration": run.duration,
+                    "steps": metrics,
+                },
+                run_id=run_id,
+            )
+
+    def get_performance_summary(self, workflow_name: str | None = None) -> dict[str, Any]:
+        """Run statistics from the views: the spec's keys. With performance monitoring
+        disabled in the configuration, an ``error`` says so (the log still has it all)."""
+        if not self.performance_monitoring:
+            return {"error": "performance monitoring is disabled (performance_monitoring: false in the configuration)"}
+        with self._view_lock:
+            if workflow_name is not None and workflow_name not in self.view.definitions:
+                raise ValidationError(f"workflow {workflow_name!r} not found", code="UNKNOWN_WORKFLOW")
+            runs = [r for r in self.view.runs.values() if workflow_name in (None, r.workflow)]
+            step_tasks = [(r.workflow, t) for r in runs for t in r.step_tasks.values()]
+        ended = [r for r in runs if r.duration is not None]
+        per_workflow: dict[str, dict[str, Any]] = {}
+        for r in runs:
+            s = per_workflow.setdefault(
+                r.workflow, {"executions": 0, "completed": 0, "failed": 0, "cancelled": 0, "durations": []}
+            )
+            s["executions"] += 1
+            if r.status is WorkflowStatus.COMPLETED:
+                s["completed"] += 1
+            elif r.status is WorkflowStatus.FAILED:
+                s["failed"] += 1
+            elif r.status is WorkflowStatus.CANCELLED:
+                s["cancelled"] += 1
+            if r.duration is not None:
+                s["durations"].append(r.duration)
+        for s in per_workflow.values():
+            d = s.pop("durations")
+            s.update(
+                average_duration=sum(d) / len(d) if d else 0.0,
+                min_duration=min(d) if d else 0.0,
+                max_duration=max(d) if d else 0.0,
+            )
+        modules: dict[str, dict[str, Any]] = {}
+        for _, task_id in step_tasks:
+            task = self.orchestrator.get_task(task_id)
+            if task is None:
+                continue
+            m = modules.setdefault(task.module, {"steps": 0, "completed": 0, "failed": 0, "total_time": 0.0})
+            m["steps"] += 1
+            if task.status is TaskStatus.COMPLETED:
+                m["completed"] += 1
+            elif task.status in (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED):
+                m["failed"] += 1
+            if task.result is not None:
+                m["total_time"] += task.result.execution_time
+        return {
+            "performance_stats": per_workflow,
+            "total_workflows_executed": len(runs),
+            "successful_executions": sum(1 for r in runs if r.status is WorkflowStatus.COMPLETED),
+            "failed_executions": sum(1 for r in runs if r.status is WorkflowStatus.FAILED),
+            "average_execution_time": sum(r.duration or 0.0 for r in ended) / len(ended) if ended else 0.0,
+            "module_usage_stats": modules,
+        }
+
+    def running_workflows(self) -> int:
+        with self._view_lock:
+            return self.view.running()
+
+    def close(self) -> None:
+        self._unsubscribe()
+        if self._owns_orchestrator:
+            self.orchestrator.close()
+
+    def __enter__(self) -> WorkflowManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Envelope(NamedTuple):
+    run_id: str
+    version: int
+    timestamp: datetime
+    actor: str
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "aggregate_id": self.run_id,
+            "version": self.version,
+            "timestamp": self.timestamp,
+            "actor": self.actor,
+            "correlation_id": self.run_id,
+        }
+
+
+def _critical_path(name: str, steps: list[StepSpec]) -> int:
+    by_name = {s.name: s for s in steps}
+    names = set(by_name)
+    longest: dict[str, float] = {}
+    for n in step_order(name, steps):
+        step = by_name[n]
+        own = step.timeout if step.timeout is not None else DEFAULT_STEP_ESTIMATE
+        longest[n] = own + max((longest[d] for d in implied_dependencies(step, names)), default=0.0)
+    return math.ceil(max(longest.values(), default=0.0))
