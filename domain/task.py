@@ -79,6 +79,7 @@ class TaskCreated(_TaskEvent, frozen=True, kw_only=True, tag="task.created"):
     owner: str = ""
     # alias -> dependency task id, for {{alias.output}} references in parameters
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    group: str = ""  # the session whose limits apply ("" = none)
 
 
 class TaskReady(_TaskEvent, frozen=True, kw_only=True, tag="task.ready"):

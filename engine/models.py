@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from domain.enums import ResourceType, TaskPriority, TaskStatus, WorkflowStatus
+from domain.enums import OrchestrationMode, ResourceType, SessionStatus, TaskPriority, TaskStatus, WorkflowStatus
 from projections.tasks import ResultRecord, TaskRecord
 
-__all__ = ["Task", "TaskResource", "TaskResult", "WorkflowExecution", "WorkflowStep"]
+__all__ = ["OrchestrationSession", "Task", "TaskResource", "TaskResult", "WorkflowExecution", "WorkflowStep"]
 
 
 @dataclass
@@ -160,3 +160,21 @@ class WorkflowExecution:
     errors: list[str] = field(default_factory=list)
     performance_metrics: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
+
+
+@dataclass
+class OrchestrationSession:
+    """A session as ``OrchestrationEngine.get_session`` returns it (read from the log)."""
+
+    session_id: str
+    user_id: str
+    mode: OrchestrationMode
+    status: SessionStatus
+    max_parallel_tasks: int
+    max_parallel_workflows: int
+    timeout_seconds: float | None
+    resource_requirements: dict[str, Any]
+    metadata: dict[str, Any]
+    created_at: datetime
+    ended_at: datetime | None = None
+    active_workflows: int = 0

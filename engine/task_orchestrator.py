@@ -93,6 +93,12 @@ class _Attempt:
     finished: threading.Event | None = None  # only synchronous attempts are waited on
 
 
+@dataclass(frozen=True)
+class _GroupLimit:
+    max_parallel: int
+    fifo: bool  # sequential groups run in creation order, ignoring priority
+
+
 _FINAL_EVENTS = (T.TaskCompleted, T.TaskFailed, T.TaskCancelled, T.TaskSkipped)
 
 
@@ -185,6 +191,9 @@ class TaskOrchestrator:
         self._timer: threading.Thread | None = None
         self._store_errors: list[BaseException] = []
         self._watchers: dict[str, list[_Watcher]] = {}
+        self._group_limits: dict[str, _GroupLimit] = {}
+        self._group_running: dict[str, int] = {}
+        self._group_blocked: dict[str, list[tuple[int, int, str]]] = {}
 
         self._view_lock = threading.Lock()
         self.view = TaskView()
@@ -260,6 +269,7 @@ class TaskOrchestrator:
         actor: str | None = None,
         aliases: dict[str, dict[str, str]] | None = None,
         with_events: Sequence[Event] = (),
+        group: str = "",
     ) -> list[str]:
         """Record several tasks in one commit. Dependencies may point at tasks earlier
         or later in the same call; a cycle is rejected and nothing is recorded.
@@ -267,7 +277,8 @@ class TaskOrchestrator:
         ``correlation_id``/``actor`` stamp these tasks' events (default: this
         orchestrator's). ``aliases[task_id]`` names dependencies for ``{{alias.output}}``
         references in that task's parameters. ``with_events`` (other aggregates' events,
-        e.g. a workflow run's creation) are committed in the same transaction, first."""
+        e.g. a workflow run's creation) are committed in the same transaction, first.
+        ``group`` puts the tasks in a group limited by :meth:`set_group_limit`."""
         definitions = [definition_of(t) for t in tasks]
         if not definitions:
             return []
@@ -283,7 +294,7 @@ class TaskOrchestrator:
                     correlation_id=correlation_id if correlation_id is not None else meta.correlation_id,
                 )
             created = [
-                T.create(task_id, meta, owner=self.instance_id, aliases=aliases.get(task_id, {}), **defn)
+                T.create(task_id, meta, owner=self.instance_id, aliases=aliases.get(task_id, {}), group=group, **defn)
                 for task_id, defn in order
             ]
             # Encode (and size-check) before any state changes: a failure records nothing.
@@ -381,7 +392,14 @@ class TaskOrchestrator:
 
     def _make_ready(self, state: TaskState, events: list[Event], causation_id: str) -> None:
         self._decide(events, T.ready(state, self._meta(causation_id, state)))
-        heapq.heappush(self._ready, (-state.definition.priority, self._age[state.id], state.id))
+        self._push_ready(state)
+
+    def _push_ready(self, state: TaskState) -> None:
+        """Queue a READY task: by priority then age, or by age alone in a group whose
+        mode is sequential."""
+        limit = self._group_limits.get(state.definition.group)
+        rank = 0 if limit is not None and limit.fifo else -state.definition.priority
+        heapq.heappush(self._ready, (rank, self._age[state.id], state.id))
 
     def _propagate(self, state: TaskState, events: list[Event], causation_id: str) -> None:
         """A task reached a final state: release or skip its dependents."""
@@ -413,10 +431,16 @@ class TaskOrchestrator:
             return
         now = None
         while self._ready and self._slots_used < self._max_workers:
-            _, _, task_id = heapq.heappop(self._ready)
+            entry = heapq.heappop(self._ready)
+            task_id = entry[2]
             state = self._states[task_id]
             if state.status is not TaskStatus.READY or task_id in self._sync_tasks:
                 continue  # stale heap entry
+            group = state.definition.group
+            limit = self._group_limits.get(group)
+            if limit is not None and self._group_running.get(group, 0) >= limit.max_parallel:
+                self._group_blocked.setdefault(group, []).append(entry)  # back when the group frees a slot
+                continue
             if state.retry_at is not None:
                 now = now or self.runtime.clock.now()
                 if state.retry_at > now:
@@ -438,6 +462,9 @@ class TaskOrchestrator:
         )
         self._running[state.id] = attempt
         self._slots_used += 0 if sync else 1
+        group = state.definition.group
+        if group:
+            self._group_running[group] = self._group_running.get(group, 0) + 1
         if started.deadline is not None:
             heapq.heappush(self._deadlines, (started.deadline, self._age[state.id], state.id, started.attempt))
             self._timer_wake.notify()
@@ -447,6 +474,11 @@ class TaskOrchestrator:
         if self._running.get(attempt.task_id) is attempt:
             del self._running[attempt.task_id]
             self._slots_used -= 0 if attempt.sync else 1
+            group = attempt.definition.group
+            if group:
+                self._group_running[group] -= 1
+                for entry in self._group_blocked.pop(group, ()):
+                    heapq.heappush(self._ready, entry)
             if not self._running:
                 self._settled.notify_all()
         if attempt.finished is not None:
@@ -545,6 +577,21 @@ class TaskOrchestrator:
                     if watcher.remaining == 0:
                         fire.append(watcher.callback)
         return fire
+
+    def set_group_limit(self, group: str, max_parallel: int, *, sequential: bool = False) -> None:
+        """At most ``max_parallel`` tasks of ``group`` (a session) run at once; a
+        ``sequential`` group runs one at a time in creation order. Tasks join a group
+        through ``add_tasks(..., group=...)``."""
+        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+            raise ValidationError(f"max_parallel must be an integer >= 1, got {max_parallel!r}")
+        with self._lock:
+            self._group_limits[group] = _GroupLimit(1 if sequential else max_parallel, sequential)
+
+    def clear_group_limit(self, group: str) -> None:
+        with self._lock:
+            self._group_limits.pop(group, None)
+            for entry in self._group_blocked.pop(group, ()):
+                heapq.heappush(self._ready, entry)
 
     def when_final(self, task_ids: Iterable[str], callback: Callable[[], None]) -> None:
         """Call ``callback()`` once every one of ``task_ids`` is in a final state and
@@ -692,10 +739,10 @@ class TaskOrchestrator:
                 now = self.runtime.clock.now()
                 self._expire_deadlines(now, events)
                 while self._delayed and self._delayed[0][0] <= now:
-                    _, age, task_id = heapq.heappop(self._delayed)
+                    _, _, task_id = heapq.heappop(self._delayed)
                     state = self._states[task_id]
                     if state.status is TaskStatus.READY:
-                        heapq.heappush(self._ready, (-state.definition.priority, age, task_id))
+                        self._push_ready(state)
                 dispatch: list[_Attempt] = []
                 self._admit(events, dispatch)
                 self._commit(events, dispatch)

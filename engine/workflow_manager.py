@@ -52,7 +52,10 @@ from domain.workflow import (
     substitute,
     validate_steps,
 )
+from engine.builtins import register_missing_builtins
+from engine.config import load_config
 from engine.models import Task, WorkflowExecution, WorkflowStep
+from engine.registry import DEFAULT_REGISTRY
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_files import parse_workflow_file, step_spec, write_workflow_file
 from projections.workflows import WorkflowView
@@ -84,7 +87,14 @@ class WorkflowManager:
         load_files: bool = True,
     ) -> None:
         self._owns_orchestrator = orchestrator is None
-        self.orchestrator = orchestrator if orchestrator is not None else TaskOrchestrator(store=store)
+        if orchestrator is None:
+            config = load_config(store_url=store, workflows_dir=workflows_dir)
+            registry = DEFAULT_REGISTRY
+            register_missing_builtins(registry, enable_shell=config.enable_shell, base_dir=str(config.data_dir))
+            orchestrator = TaskOrchestrator(config.max_workers, store=config.store_url, registry=registry)
+            workflows_dir = config.workflows_dir
+            performance_monitoring = config.performance_monitoring and performance_monitoring
+        self.orchestrator = orchestrator
         self.store = self.orchestrator.store
         self.runtime = self.orchestrator.runtime
         self.workflows_dir = Path(workflows_dir) if workflows_dir is not None else None
@@ -219,7 +229,9 @@ class WorkflowManager:
         session_id: str = "",
         actor: str = "system",
     ) -> WorkflowExecution:
-        """Run the latest version of ``name``; see the module docstring."""
+        """Run the latest version of ``name``; see the module docstring. Inside a
+        session (``session_id``) the steps are limited by the session's limits and
+        ``actor`` (its user) stamps every event."""
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
@@ -325,7 +337,7 @@ class WorkflowManager:
             causation_id=created.event_id,
         )
         self.orchestrator.add_tasks(
-            tasks, correlation_id=run_id, actor=actor, aliases=aliases, with_events=[created, started]
+            tasks, correlation_id=run_id, actor=actor, aliases=aliases, with_events=[created, started], group=session_id
         )
         self.orchestrator.start_execution()
         return run_id, task_ids

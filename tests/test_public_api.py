@@ -4,6 +4,14 @@ import codomyrmex.logistics.orchestration.project as api
 
 EXPECTED = {
     "ActionRegistry",
+    "OrchestrationEngine",
+    "OrchestrationSession",
+    "WorkflowExecution",
+    "WorkflowManager",
+    "WorkflowStep",
+    "get_orchestration_engine",
+    "get_task_orchestrator",
+    "get_workflow_manager",
     "OrchestrationError",
     "OrchestrationMode",
     "ProjectManagementError",
@@ -55,3 +63,15 @@ def test_spec_enums_have_the_spec_members() -> None:
 def test_spec_exceptions_share_one_root() -> None:
     for name in ("WorkflowExecutionError", "TaskExecutionError", "ResourceAllocationError", "ProjectManagementError"):
         assert issubclass(getattr(api, name), api.OrchestrationError)
+
+
+def test_compatibility_submodules() -> None:
+    from codomyrmex.logistics.orchestration.project import orchestration_engine, task_orchestrator, workflow_manager
+
+    assert orchestration_engine.OrchestrationEngine is api.OrchestrationEngine
+    assert workflow_manager.WorkflowManager is api.WorkflowManager
+    assert workflow_manager.get_workflow_manager is api.get_workflow_manager
+    assert task_orchestrator.TaskOrchestrator is api.TaskOrchestrator
+    for module in (orchestration_engine, task_orchestrator, workflow_manager):
+        for name in module.__all__:
+            assert getattr(module, name) is not None

@@ -22,14 +22,19 @@ from domain.errors import (
     TaskExecutionError,
     WorkflowExecutionError,
 )
-from engine.models import Task, TaskResource, TaskResult
+from engine.defaults import get_orchestration_engine, get_task_orchestrator, get_workflow_manager
+from engine.models import OrchestrationSession, Task, TaskResource, TaskResult, WorkflowExecution, WorkflowStep
+from engine.orchestration_engine import OrchestrationEngine
 from engine.registry import ActionRegistry, action, register_action
 from engine.task_orchestrator import TaskOrchestrator
+from engine.workflow_manager import WorkflowManager
 
 __all__ = [
     "ActionRegistry",
+    "OrchestrationEngine",
     "OrchestrationError",
     "OrchestrationMode",
+    "OrchestrationSession",
     "ProjectManagementError",
     "ProjectStatus",
     "ProjectType",
@@ -44,8 +49,14 @@ __all__ = [
     "TaskResource",
     "TaskResult",
     "TaskStatus",
+    "WorkflowExecution",
     "WorkflowExecutionError",
+    "WorkflowManager",
     "WorkflowStatus",
+    "WorkflowStep",
     "action",
+    "get_orchestration_engine",
+    "get_task_orchestrator",
+    "get_workflow_manager",
     "register_action",
 ]

@@ -1,0 +1,823 @@
+"""The spec's ``OrchestrationEngine``: sessions, the execute_* entry points, event
+handlers, and status, metrics and health read from the views.
+
+Construction builds the parts (store, orchestrator, workflow manager) and loads state
+from the log; it starts no thread. Threads start when they have work: the scheduler on
+the first execution, the handler thread when a handler is registered, the session
+janitor when a session with a timeout exists. ``close()`` (or ``with``) stops them.
+
+Sessions: every option of the spec is recorded in ``session.created``. Limits are the
+scheduler's: a session is a task group limited to ``max_parallel_tasks`` running tasks
+(``sequential`` mode: one at a time, in creation order; ``priority``, ``parallel`` and
+``resource_aware``: by priority, then age). At most ``max_parallel_workflows`` of a
+session's workflows run at once; more wait for a slot. The session's ``user_id`` is the
+actor on everything the session causes. A session past ``timeout_seconds`` is expired by
+the engine (``session.expired``); executing in a closed or expired session is a
+``ValueError``. ``resource_requirements`` are validated and recorded; admission by
+resources comes with the ResourceManager.
+
+Results: the execute_* methods return the spec's dicts. On failure they carry
+``success: False`` and every key of the spec's Error Response Format (``error``,
+``error_type``, ``error_code``, ``details``, ``suggestions``). An unknown ``session_id``
+raises ``ValueError``, as the spec says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import queue
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from domain.enums import OrchestrationMode, SessionStatus, TaskStatus, WorkflowStatus
+from domain.errors import (
+    NotFoundError,
+    OrchestrationError,
+    ProjectManagementError,
+    ValidationError,
+    WorkflowExecutionError,
+)
+from domain.events import Event, Recorded
+from domain.lifecycles import SESSION, TASK
+from domain.session import (
+    HandlerFailed,
+    SessionActivated,
+    SessionClosed,
+    SessionCreated,
+    SessionExpired,
+)
+from engine.builtins import register_missing_builtins
+from engine.clock import Runtime
+from engine.codec import json_problem
+from engine.config import OrchestrationConfig, load_config
+from engine.models import OrchestrationSession, Task, TaskResult, WorkflowExecution, WorkflowStep
+from engine.registry import DEFAULT_REGISTRY, ActionRegistry
+from engine.store import open_store
+from engine.task_orchestrator import TaskOrchestrator
+from engine.workflow_manager import WorkflowManager
+from projections.sessions import SessionView
+from projections.sessions import apply as apply_session_event
+
+__all__ = ["HANDLER_EVENTS", "OrchestrationEngine"]
+
+T = TypeVar("T")
+
+# handler event name <- stored event type
+HANDLER_EVENTS: dict[str, str] = {
+    "session.created": "session_created",
+    "session.closed": "session_closed",
+    "session.expired": "session_closed",
+    "session.cancelled": "session_closed",
+    "workflow_run.started": "workflow_started",
+    "workflow_run.completed": "workflow_completed",
+    "workflow_run.failed": "workflow_failed",
+    "workflow_run.cancelled": "workflow_cancelled",
+    "task.started": "task_started",
+    "task.completed": "task_completed",
+    "task.failed": "task_failed",
+    "task.retry_scheduled": "task_retry",
+    "task.cancelled": "task_cancelled",
+    "task.skipped": "task_skipped",
+}
+SESSION_OPTIONS = {
+    "mode",
+    "max_parallel_tasks",
+    "max_parallel_workflows",
+    "timeout_seconds",
+    "resource_requirements",
+    "metadata",
+}
+FAILURE_RATE_DEGRADED = 0.25
+FAILURE_RATE_UNHEALTHY = 0.75
+
+
+def _failure(error: OrchestrationError, **extra: Any) -> dict[str, Any]:
+    return {**extra, **error.to_response()}
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to the end from synchronous code, also when the caller is itself
+    inside a running event loop (then in a helper thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: list[Any] = []
+
+    def runner() -> None:
+        try:
+            box.append((True, asyncio.run(coro)))
+        except BaseException as e:  # noqa: BLE001 -- handed back to the caller below
+            box.append((False, e))
+
+    thread = threading.Thread(target=runner, name="engine-sync-bridge")
+    thread.start()
+    thread.join()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+def _int_option(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise ValidationError(f"session option {name} must be an integer from 1 to 10000, got {value!r}")
+    return value
+
+
+class OrchestrationEngine:
+    """Coordinates sessions, workflows and tasks on one event store."""
+
+    def __init__(
+        self,
+        config: OrchestrationConfig | None = None,
+        *,
+        config_file: str | None = None,
+        registry: ActionRegistry | None = None,
+        runtime: Runtime | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.config = config if config is not None else load_config(config_file, **overrides)
+        self.registry = registry if registry is not None else DEFAULT_REGISTRY
+        if self.config.allow_imports:
+            self.registry.allow_imports = tuple(
+                dict.fromkeys((*self.registry.allow_imports, *self.config.allow_imports))
+            )
+        register_missing_builtins(
+            self.registry, enable_shell=self.config.enable_shell, base_dir=str(self.config.data_dir)
+        )
+        self.store = open_store(self.config.store_url)
+        self.task_orchestrator = TaskOrchestrator(
+            self.config.max_workers, store=self.store, registry=self.registry, runtime=runtime
+        )
+        self.runtime = self.task_orchestrator.runtime
+        self.workflow_manager = WorkflowManager(
+            orchestrator=self.task_orchestrator,
+            workflows_dir=self.config.workflows_dir,
+            performance_monitoring=self.config.performance_monitoring,
+        )
+        self._lock = threading.RLock()
+        self._view_lock = threading.Lock()
+        self.sessions = SessionView()
+        self._versions: dict[str, int] = {}
+        self._workflow_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._active_workflows: dict[str, int] = {}
+        self._handlers: dict[str, list[Callable[[str, dict[str, Any]], Any]]] = {}
+        self._handler_queue: queue.SimpleQueue[tuple[str, dict[str, Any], int] | None] = queue.SimpleQueue()
+        self._handler_thread: threading.Thread | None = None
+        self._janitor: threading.Thread | None = None
+        self._janitor_wake = threading.Condition(self._lock)
+        self._closed = False
+        for recorded in self.store.read(
+            types=(
+                "session.created",
+                "session.activated",
+                "session.closed",
+                "session.expired",
+                "session.cancelled",
+                "handler.failed",
+            )
+        ):
+            self._apply(recorded)
+        for record in self.sessions.sessions.values():
+            if record.status is SessionStatus.ACTIVE:
+                self._limit_session(record.id, record.mode, record.max_parallel_tasks, record.max_parallel_workflows)
+        self._unsubscribe = self.store.subscribe(self._on_committed)
+
+    # -- views and notifications -------------------------------------------------
+
+    def _apply(self, recorded: Recorded) -> None:
+        event = recorded.event
+        with self._view_lock:
+            apply_session_event(self.sessions, recorded)
+        if event.KIND == "session":
+            self._versions[event.aggregate_id] = event.version
+
+    def _on_committed(self, batch: Sequence[Recorded]) -> None:
+        """Committer thread: fold session events; queue handler notifications."""
+        for recorded in batch:
+            event = recorded.event
+            if event.KIND in ("session", "handler"):
+                self._apply(recorded)
+            name = HANDLER_EVENTS.get(event.type)
+            if name is not None and self._handlers.get(name):
+                data: dict[str, Any] = {"position": recorded.position, "type": event.type, **_plain(event)}
+                self._handler_queue.put((name, data, recorded.position))
+
+    def register_event_handler(self, event: str, handler: Callable[[str, dict[str, Any]], Any]) -> None:
+        """Call ``handler(event, data)`` after each committed event of that name (on the
+        engine's handler thread, in log order). Names: the values of
+        :data:`HANDLER_EVENTS`. A handler that raises is recorded as ``handler.failed``
+        and the others still run."""
+        known = sorted(set(HANDLER_EVENTS.values()))
+        if event not in known:
+            raise ValidationError(f"unknown event {event!r}; handlers can watch: {', '.join(known)}")
+        if not callable(handler):
+            raise ValidationError(f"handler for {event!r} is not callable: {handler!r}")
+        with self._lock:
+            self._handlers.setdefault(event, []).append(handler)
+            if self._handler_thread is None:
+                self._handler_thread = threading.Thread(
+                    target=self._dispatch_handlers, name="engine-event-handlers", daemon=True
+                )
+                self._handler_thread.start()
+
+    def _dispatch_handlers(self) -> None:
+        while (item := self._handler_queue.get()) is not None:
+            name, data, position = item
+            for handler in list(self._handlers.get(name, ())):
+                try:
+                    handler(name, dict(data))
+                except Exception as e:  # noqa: BLE001 -- a user's handler failing is recorded, not fatal
+                    self._record_handler_failure(name, handler, e, position)
+
+    def _record_handler_failure(self, name: str, handler: Callable[..., Any], error: Exception, position: int) -> None:
+        with self._lock:
+            version = self._versions.get(f"handler:{name}", 0) + 1
+            self._versions[f"handler:{name}"] = version
+            event = HandlerFailed(
+                aggregate_id=name,
+                version=version,
+                timestamp=self.runtime.clock.now(),
+                handler=getattr(handler, "__qualname__", repr(handler)),
+                error_type=type(error).__name__,
+                error_message=str(error) or repr(error),
+                trigger_position=position,
+            )
+        if not self._closed:
+            self.store.append([event])
+
+    # -- sessions ----------------------------------------------------------------
+
+    def create_session(self, user_id: str = "system", **kwargs: Any) -> str:
+        """Record a new ACTIVE session and return its id (options as in the spec)."""
+        unknown = set(kwargs) - SESSION_OPTIONS
+        if unknown:
+            raise ValidationError(f"unknown session option(s) {sorted(unknown)}; known: {sorted(SESSION_OPTIONS)}")
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ValidationError(f"user_id must be a non-empty string, got {user_id!r}")
+        try:
+            mode = OrchestrationMode(kwargs.get("mode", OrchestrationMode.RESOURCE_AWARE))
+        except ValueError as e:
+            raise ValidationError(
+                f"mode must be one of {[m.value for m in OrchestrationMode]}, got {kwargs.get('mode')!r}"
+            ) from e
+        max_tasks = _int_option("max_parallel_tasks", kwargs.get("max_parallel_tasks", 4))
+        max_workflows = _int_option("max_parallel_workflows", kwargs.get("max_parallel_workflows", 2))
+        timeout = kwargs.get("timeout_seconds", self.config.session_timeout)
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ValidationError(f"timeout_seconds must be a number > 0 or None, got {timeout!r}")
+        extras: dict[str, dict[str, Any]] = {}
+        for key in ("resource_requirements", "metadata"):
+            value = kwargs.get(key) or {}
+            if not isinstance(value, Mapping):
+                raise ValidationError(f"{key} must be a dict, got {type(value).__name__}")
+            problem = json_problem(dict(value), key)
+            if problem is not None:
+                raise ValidationError(f"{key} must be JSON-compatible: {problem}")
+            extras[key] = dict(value)
+        requirements = extras["resource_requirements"]
+        for rtype, amounts in requirements.items():
+            if not isinstance(amounts, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in amounts.values()
+            ):
+                raise ValidationError(
+                    f"resource_requirements[{rtype!r}] must map capacity keys to numbers >= 0, got {amounts!r}"
+                )
+        session_id = self.runtime.ids.new_id()
+        now = self.runtime.clock.now()
+        created = SessionCreated(
+            aggregate_id=session_id,
+            version=1,
+            timestamp=now,
+            actor=user_id,
+            correlation_id=session_id,
+            user_id=user_id,
+            mode=mode,
+            max_parallel_tasks=max_tasks,
+            max_parallel_workflows=max_workflows,
+            timeout_seconds=float(timeout) if timeout is not None else None,
+            resource_requirements=extras["resource_requirements"],
+            metadata=extras["metadata"],
+        )
+        SESSION.decide(SESSION.initial, "activate", session_id)
+        activated = SessionActivated(
+            aggregate_id=session_id,
+            version=2,
+            timestamp=now,
+            actor=user_id,
+            correlation_id=session_id,
+            causation_id=created.event_id,
+        )
+        self._limit_session(session_id, mode, max_tasks, max_workflows)
+        self.store.append([created, activated])
+        if timeout is not None:
+            self._ensure_janitor()
+        return session_id
+
+    def _limit_session(self, session_id: str, mode: OrchestrationMode, max_tasks: int, max_workflows: int) -> None:
+        sequential = mode is OrchestrationMode.SEQUENTIAL
+        self.task_orchestrator.set_group_limit(session_id, 1 if sequential else max_tasks, sequential=sequential)
+        with self._lock:
+            self._workflow_slots[session_id] = threading.BoundedSemaphore(1 if sequential else max_workflows)
+
+    def get_session(self, session_id: str) -> OrchestrationSession | None:
+        with self._view_lock:
+            rec = self.sessions.sessions.get(session_id)
+            if rec is None:
+                return None
+            return OrchestrationSession(
+                session_id=rec.id,
+                user_id=rec.user_id,
+                mode=rec.mode,
+                status=rec.status,
+                max_parallel_tasks=rec.max_parallel_tasks,
+                max_parallel_workflows=rec.max_parallel_workflows,
+                timeout_seconds=rec.timeout_seconds,
+                resource_requirements=dict(rec.resource_requirements),
+                metadata=dict(rec.metadata),
+                created_at=rec.created_at,
+                ended_at=rec.ended_at,
+                active_workflows=self._active_workflows.get(session_id, 0),
+            )
+
+    def close_session(self, session_id: str) -> bool:
+        """Close an ACTIVE session (recorded). False if unknown or already ended."""
+        return self._end_session(session_id, "close", lambda v, now, rec: SessionClosed(
+            aggregate_id=session_id, version=v, timestamp=now, actor=rec.user_id,
+            correlation_id=session_id, reason="closed by the user",
+        ))  # fmt: skip
+
+    def _end_session(self, session_id: str, trigger: str, make: Callable[[int, datetime, Any], Event]) -> bool:
+        with self._lock:
+            with self._view_lock:
+                rec = self.sessions.sessions.get(session_id)
+            if rec is None or not SESSION.can(rec.status, trigger):
+                return False
+            event = make(self._versions[session_id] + 1, self.runtime.clock.now(), rec)
+            self.store.append([event])
+            self.task_orchestrator.clear_group_limit(session_id)
+            return True
+
+    def _session_for(self, session_id: str | None) -> tuple[str, str, bool]:
+        """(session id, user, temporary?) to run in; creates a temporary session when
+        none is given. Unknown or ended sessions are ``ValueError``s."""
+        if session_id is None:
+            return self.create_session("system", metadata={"temporary": True}), "system", True
+        with self._view_lock:
+            rec = self.sessions.sessions.get(session_id)
+        if rec is None:
+            raise NotFoundError(f"session {session_id!r} not found")  # a LookupError ...
+        if rec.status is not SessionStatus.ACTIVE:
+            raise ValidationError(f"session {session_id!r} is {rec.status.value} ({rec.end_reason}); create a new one")
+        return session_id, rec.user_id, False
+
+    def _checked_session(self, session_id: str | None) -> tuple[str, str, bool]:
+        try:
+            return self._session_for(session_id)
+        except NotFoundError as e:  # ... but the spec says ValueError
+            raise ValidationError(str(e), code="SESSION_NOT_FOUND") from e
+
+    def _ensure_janitor(self) -> None:
+        with self._lock:
+            if self._janitor is None and not self._closed:
+                self._janitor = threading.Thread(
+                    target=self._expire_sessions, name="engine-session-janitor", daemon=True
+                )
+                self._janitor.start()
+            self._janitor_wake.notify_all()
+
+    def _expire_sessions(self) -> None:
+        """Record ``session.expired`` for every ACTIVE session past its timeout."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                now = self.runtime.clock.now()
+                due: list[tuple[str, float]] = []
+                wait = self.config.cleanup_interval
+                with self._view_lock:
+                    for rec in self.sessions.sessions.values():
+                        if rec.status is SessionStatus.ACTIVE and rec.timeout_seconds is not None:
+                            left = rec.timeout_seconds - (now - rec.created_at).total_seconds()
+                            if left <= 0:
+                                due.append((rec.id, rec.timeout_seconds))
+                            else:
+                                wait = min(wait, left)
+            for sid, timeout in due:
+                self._end_session(sid, "expire", functools.partial(_expired, sid, timeout))
+            with self._lock:
+                if self._closed:
+                    return
+                self._janitor_wake.wait(max(0.01, wait))
+
+    # -- execution -----------------------------------------------------------------
+
+    def execute_workflow(self, workflow_name: str, session_id: str | None = None, **params: Any) -> dict[str, Any]:
+        """Run a workflow in a session; the spec's result dict (plus ``results``,
+        ``run_id``, ``status`` and ``errors``)."""
+        sid, user, temporary = self._checked_session(session_id)
+        try:
+            return self._execute_in_session(workflow_name, params, sid, user)
+        finally:
+            if temporary:
+                self.close_session(sid)
+
+    def _execute_in_session(self, name: str, params: dict[str, Any], sid: str, user: str) -> dict[str, Any]:
+        slot = self._workflow_slots[sid]
+        with slot:
+            with self._lock:
+                self._active_workflows[sid] = self._active_workflows.get(sid, 0) + 1
+            try:
+                execution = _run_coroutine(
+                    self.workflow_manager.execute_workflow(name, params, session_id=sid, actor=user)
+                )
+            except OrchestrationError as e:
+                return _failure(e, result=None, execution_time=None, steps_executed=0, session_id=sid)
+            except TimeoutError as e:
+                err = WorkflowExecutionError(f"workflow {name!r} timed out: {e}", code="WORKFLOW_TIMEOUT")
+                return _failure(err, result=None, execution_time=None, steps_executed=0, session_id=sid)
+            finally:
+                with self._lock:
+                    self._active_workflows[sid] -= 1
+        return self._workflow_result(execution, sid)
+
+    def _workflow_result(self, execution: WorkflowExecution, sid: str) -> dict[str, Any]:
+        steps = execution.performance_metrics.get("steps", {})
+        executed = sum(1 for s in steps.values() if s.get("attempts", 0) > 0)
+        result = {
+            "success": execution.status is WorkflowStatus.COMPLETED,
+            "result": _execution_dict(execution),
+            "results": dict(execution.results),
+            "error": None,
+            "execution_time": execution.performance_metrics.get("duration"),
+            "steps_executed": executed,
+            "run_id": execution.run_id,
+            "status": execution.status.value,
+            "errors": list(execution.errors),
+            "session_id": sid,
+        }
+        if not result["success"]:
+            err = WorkflowExecutionError(
+                f"workflow {execution.workflow_name!r} {execution.status.value}: " + "; ".join(execution.errors),
+                code="WORKFLOW_FAILED",
+                details={"run_id": execution.run_id, "errors": list(execution.errors)},
+                suggestions=[
+                    "Read the failed steps' errors above; fix the action or its parameters and run again.",
+                    f"Inspect the run's events: History(store).events() filtered by correlation id {execution.run_id}.",
+                ],
+            )
+            result.update(err.to_response())
+        return result
+
+    def execute_task(self, task: Task | dict[str, Any], session_id: str | None = None) -> dict[str, Any]:
+        """Run one task in a session (its limits apply); ``{"success", "result",
+        "task_id"}`` plus the error keys on failure."""
+        sid, user, temporary = self._checked_session(session_id)
+        try:
+            if isinstance(task, dict):
+                try:
+                    task = Task(**task)
+                except TypeError as e:
+                    return _failure(ValidationError(f"invalid task dict: {e}"), result=None, task_id=None)
+            if not isinstance(task, Task):
+                return _failure(ValidationError(f"expected a Task or dict, got {type(task).__name__}"),
+                                result=None, task_id=None)  # fmt: skip
+            done = threading.Event()
+            try:
+                self.task_orchestrator.add_tasks([task], correlation_id=sid, actor=user, group=sid)
+                self.task_orchestrator.start_execution()
+                self.task_orchestrator.when_final([task.id], done.set)
+            except OrchestrationError as e:
+                return _failure(e, result=None, task_id=task.id)
+            done.wait()
+            got = self.task_orchestrator.get_task(task.id)
+            assert got is not None
+            assert got.result is not None
+            out: dict[str, Any] = {"success": got.result.success, "result": got.result.to_dict(), "task_id": task.id}
+            if not got.result.success:
+                out.update(_task_failure(got.id, got.status, got.result))
+            return out
+        finally:
+            if temporary:
+                self.close_session(sid)
+
+    def execute_project_workflow(
+        self, project_name: str, workflow_name: str, session_id: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Projects arrive with the ProjectManager; until then every project is unknown."""
+        self._checked_session(session_id) if session_id is not None else None
+        err = ProjectManagementError(
+            f"no such project {project_name!r}: this engine has no ProjectManager yet",
+            code="PROJECT_NOT_FOUND",
+            details={"project": project_name, "workflow": workflow_name},
+            suggestions=["Run the workflow directly with execute_workflow(workflow_name, **params)."],
+        )
+        return _failure(err, result=None, execution_time=None, steps_executed=0)
+
+    def execute_complex_workflow(
+        self, workflow_definition: dict[str, Any], session_id: str | None = None
+    ) -> dict[str, Any]:
+        """Run the original module's ad-hoc definition format::
+
+            {"steps": [{"name", "module", "action", "parameters", "dependencies"?}],
+             "dependencies": {step: [step names]},
+             "parallel_groups": [[step names]]}
+
+        ``dependencies`` (both forms) order the steps; ``parallel_groups`` name steps
+        that may run side by side, and are checked (a group whose steps depend on each
+        other is an error). The definition is recorded as workflow ``complex-<run>``."""
+        sid, user, temporary = self._checked_session(session_id)
+        try:
+            try:
+                name, steps = self._complex_definition(workflow_definition)
+                self.workflow_manager.create_workflow(name, steps, save=False)
+            except OrchestrationError as e:
+                return _failure(e, results={}, execution_stats={})
+            outcome = self._execute_in_session(name, {}, sid, user)
+            run_id = outcome.get("run_id")
+            stats = self._run_stats(run_id) if run_id else {}
+            result = {"success": outcome["success"], "results": outcome.get("results", {}),
+                      "execution_stats": stats, "error": outcome.get("error")}  # fmt: skip
+            if not outcome["success"]:
+                result.update({k: outcome[k] for k in ("error", "error_type", "error_code", "details", "suggestions")})
+            result["run_id"] = run_id
+            return result
+        finally:
+            if temporary:
+                self.close_session(sid)
+
+    def _complex_definition(self, definition: dict[str, Any]) -> tuple[str, list[WorkflowStep]]:
+        if not isinstance(definition, dict):
+            raise ValidationError(f"workflow_definition must be a dict, got {type(definition).__name__}")
+        unknown = set(definition) - {"steps", "dependencies", "parallel_groups", "name"}
+        if unknown:
+            raise ValidationError(f"unknown workflow_definition key(s) {sorted(unknown)}")
+        raw_steps = definition.get("steps")
+        if not isinstance(raw_steps, list) or not raw_steps:
+            raise ValidationError("workflow_definition['steps'] must be a non-empty list of step dicts")
+        deps_map = definition.get("dependencies") or {}
+        if not isinstance(deps_map, dict):
+            raise ValidationError("workflow_definition['dependencies'] must map step names to lists of step names")
+        steps: list[WorkflowStep] = []
+        for i, raw in enumerate(raw_steps):
+            if not isinstance(raw, dict):
+                raise ValidationError(f"step {i} must be a dict, got {type(raw).__name__}")
+            extra = set(raw) - {"name", "module", "action", "parameters", "dependencies", "timeout", "max_retries"}
+            if extra:
+                raise ValidationError(f"step {raw.get('name', i)!r}: unknown key(s) {sorted(extra)}")
+            name = raw.get("name")
+            if not isinstance(name, str):
+                raise ValidationError(f"step {i} needs a string 'name', got {name!r}")
+            deps = list(raw.get("dependencies") or [])
+            for d in deps_map.get(name, []):
+                if d not in deps:
+                    deps.append(d)
+            steps.append(
+                WorkflowStep(
+                    name=name,
+                    module=raw.get("module"),  # type: ignore[arg-type]
+                    action=raw.get("action"),  # type: ignore[arg-type]
+                    parameters=raw.get("parameters") or {},
+                    dependencies=deps,
+                    timeout=raw.get("timeout"),
+                    max_retries=raw.get("max_retries", 0),
+                )
+            )
+        names = {s.name for s in steps}
+        unknown_keys = [k for k in deps_map if k not in names]
+        if unknown_keys:
+            raise ValidationError(f"dependencies name unknown step(s) {unknown_keys}")
+        groups = definition.get("parallel_groups") or []
+        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+            raise ValidationError("parallel_groups must be a list of lists of step names")
+        by_name = {s.name: s for s in steps}
+        for group in groups:
+            missing = [g for g in group if g not in names]
+            if missing:
+                raise ValidationError(f"parallel group {group} names unknown step(s) {missing}")
+            for member in group:
+                clash = [d for d in by_name[member].dependencies if d in group]
+                if clash:
+                    raise ValidationError(
+                        f"parallel group {group}: step {member!r} depends on {clash} in the same group"
+                    )
+        return f"complex-{self.runtime.ids.new_id()}", steps
+
+    def _run_stats(self, run_id: str) -> dict[str, Any]:
+        run = self.workflow_manager.view.runs.get(run_id)
+        if run is None:
+            return {}
+        counts = dict.fromkeys(("completed", "failed", "skipped", "cancelled"), 0)
+        total_time = 0.0
+        for task_id in run.step_tasks.values():
+            task = self.task_orchestrator.get_task(task_id)
+            if task is None:
+                continue
+            if task.status.value in counts:
+                counts[task.status.value] += 1
+            if task.result is not None:
+                total_time += task.result.execution_time
+        return {
+            "total_steps": len(run.step_tasks),
+            **counts,
+            "total_execution_time": total_time,
+            "duration": run.duration,
+            "status": run.status.value,
+        }
+
+    # -- status, metrics, health ----------------------------------------------------
+
+    def get_system_status(self) -> dict[str, Any]:
+        stats = self.task_orchestrator.get_execution_stats()
+        with self._lock:
+            handlers = {name: len(hs) for name, hs in self._handlers.items()}
+        with self._view_lock:
+            active = self.sessions.active()
+        return {
+            "timestamp": datetime.now(UTC).isoformat(),
+            "orchestration_engine": {"active_sessions": active, "event_handlers": handlers},
+            "workflow_manager": {
+                "total_workflows": len(self.workflow_manager.view.definitions),
+                "running_workflows": self.workflow_manager.running_workflows(),
+            },
+            "task_orchestrator": {k: stats[k] for k in ("total_tasks", "pending", "running", "completed", "failed")},
+            "project_manager": {"available": False, "detail": "no ProjectManager in this version"},
+            "resource_manager": {"available": False, "detail": "no ResourceManager in this version"},
+            "performance": {
+                "store_url": self.store.url,
+                "events": self.store.stats.events,
+                "commits": self.store.stats.commits,
+                "average_task_time": stats["average_execution_time"],
+            },
+        }
+
+    def get_metrics(self) -> dict[str, Any]:
+        with self._view_lock:
+            sessions = list(self.sessions.sessions.values())
+            handler_failures = len(self.sessions.handler_failures)
+        runs = list(self.workflow_manager.view.runs.values())
+        return {
+            "timestamp": datetime.now(UTC).isoformat(),
+            "sessions": {
+                "total": len(sessions),
+                **{s.value: sum(1 for r in sessions if r.status is s) for s in SessionStatus},
+            },
+            "workflows": {
+                "definitions": len(self.workflow_manager.view.definitions),
+                "runs": len(runs),
+                **{s.value: sum(1 for r in runs if r.status is s) for s in WorkflowStatus},
+            },
+            "tasks": self.task_orchestrator.get_execution_stats(),
+            "projects": {"available": False},
+            "resources": {"available": False},
+            "store": {
+                "url": self.store.url,
+                "position": self.store.max_position(),
+                "commits": self.store.stats.commits,
+                "largest_batch": self.store.stats.largest_batch,
+                "conflicts": self.store.stats.conflicts,
+            },
+            "handlers": {"failures": handler_failures},
+        }
+
+    def health_check(self) -> dict[str, Any]:
+        """Healthy unless something real is wrong; every reason is listed in ``issues``."""
+        issues: list[str] = []
+        unhealthy = False
+        try:
+            position = self.store.max_position()
+            store_status = "healthy"
+        except OrchestrationError as e:
+            position, store_status, unhealthy = -1, "unhealthy", True
+            issues.append(f"event store unreachable: {e}")
+        if self.store.stats.listener_errors:
+            issues.append(f"{len(self.store.stats.listener_errors)} projection failure(s): views may be stale")
+        stats = self.task_orchestrator.get_execution_stats()
+        finished = stats["completed"] + stats["failed"]
+        rate = stats["failed"] / finished if finished >= 10 else 0.0
+        task_status = "healthy"
+        if rate >= FAILURE_RATE_UNHEALTHY:
+            task_status, unhealthy = "unhealthy", True
+        elif rate >= FAILURE_RATE_DEGRADED:
+            task_status = "degraded"
+        if task_status != "healthy":
+            issues.append(f"task failure rate {rate:.0%} over {finished} finished tasks")
+        now = datetime.now(UTC)
+        stuck = [
+            t.id
+            for t in self.task_orchestrator.list_tasks(TaskStatus.RUNNING)
+            if t.timeout is not None and t.started_at is not None
+            and (now - t.started_at).total_seconds() > t.timeout + 30
+        ]  # fmt: skip
+        if stuck:
+            task_status = "degraded" if task_status == "healthy" else task_status
+            issues.append(f"{len(stuck)} task(s) RUNNING more than 30 s past their timeout: {stuck[:5]}")
+        wf_status = "healthy"
+        if self.workflow_manager.load_errors:
+            wf_status = "degraded"
+            issues.extend(f"workflow file {f}: {err}" for f, err in self.workflow_manager.load_errors)
+        with self._view_lock:
+            failures = len(self.sessions.handler_failures)
+        if failures:
+            issues.append(f"{failures} event handler failure(s) recorded (see handler.failed events)")
+        statuses = [store_status, task_status, wf_status]
+        overall = "unhealthy" if unhealthy else ("degraded" if issues or "degraded" in statuses else "healthy")
+        return {
+            "overall_status": overall,
+            "timestamp": now.isoformat(),
+            "components": {
+                "workflow_manager": {
+                    "status": wf_status,
+                    "details": {
+                        "workflows": len(self.workflow_manager.view.definitions),
+                        "load_errors": len(self.workflow_manager.load_errors),
+                    },
+                },
+                "task_orchestrator": {
+                    "status": task_status,
+                    "details": {
+                        "failure_rate": rate,
+                        "finished": finished,
+                        "store": store_status,
+                        "position": position,
+                    },
+                },
+                "project_manager": {"status": "not_available", "details": {"reason": "no ProjectManager yet"}},
+                "resource_manager": {"status": "not_available", "details": {"reason": "no ResourceManager yet"}},
+            },
+            "issues": issues,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop every thread the engine started and close the store."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._janitor_wake.notify_all()
+        self._handler_queue.put(None)
+        for thread in (self._janitor, self._handler_thread):
+            if thread is not None:
+                thread.join(5)
+        self._unsubscribe()
+        self.workflow_manager.close()
+        self.task_orchestrator.close()
+        self.store.close()
+
+    def __enter__(self) -> OrchestrationEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _expired(session_id: str, timeout: float, version: int, now: datetime, rec: Any) -> Event:
+    return SessionExpired(
+        aggregate_id=session_id,
+        version=version,
+        timestamp=now,
+        actor="system",
+        correlation_id=session_id,
+        timeout_seconds=timeout,
+    )
+
+
+def _plain(event: Event) -> dict[str, Any]:
+    import msgspec
+
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    return data
+
+
+def _execution_dict(execution: WorkflowExecution) -> dict[str, Any]:
+    data = asdict(execution)
+    data["status"] = execution.status.value
+    data["start_time"] = execution.start_time.isoformat() if execution.start_time else None
+    data["end_time"] = execution.end_time.isoformat() if execution.end_time else None
+    return data
+
+
+def _task_failure(task_id: str, status: TaskStatus, result: TaskResult) -> dict[str, Any]:
+    from domain.errors import TaskExecutionError
+
+    final = TASK.is_final(status)
+    err = TaskExecutionError(
+        f"task {task_id} {status.value}: {result.error_type}: {result.error_message}",
+        code="TASK_FAILED" if final else "TASK_NOT_FINISHED",
+        details={"task_id": task_id, "status": status.value, "error_type": result.error_type},
+        suggestions=["Check the action's error above; retry with corrected parameters or a fixed action."],
+    )
+    return err.to_response()
