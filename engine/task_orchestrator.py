@@ -67,6 +67,7 @@ from engine.config import default_store_url, resolve_max_workers
 from engine.executors import Executor, ThreadExecutor
 from engine.models import Task, TaskResult
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
+from engine.resource_locks import LockTable, ResourceKey
 from engine.store import EventStore, open_store
 from engine.task_input import definition_of, task_from_options
 from projections.tasks import TaskView
@@ -194,6 +195,9 @@ class TaskOrchestrator:
         self._group_limits: dict[str, _GroupLimit] = {}
         self._group_running: dict[str, int] = {}
         self._group_blocked: dict[str, list[tuple[int, int, str]]] = {}
+        self._locks = LockTable()
+        self._resource_blocked: list[tuple[tuple[int, int, str], list[ResourceKey]]] = []
+        self._resources_freed = threading.Condition(self._lock)
 
         self._view_lock = threading.Lock()
         self.view = TaskView()
@@ -446,6 +450,11 @@ class TaskOrchestrator:
                 if state.retry_at > now:
                     heapq.heappush(self._delayed, (state.retry_at, self._age[task_id], task_id))
                     continue
+            resources = state.definition.resources
+            if resources and not self._locks.try_acquire(resources):
+                # stays READY; reconsidered when a holder releases (engine/resource_locks.py)
+                self._resource_blocked.append((entry, self._locks.wait(resources)))
+                continue
             dispatch.append(self._start_attempt(state, events))
 
     def _start_attempt(self, state: TaskState, events: list[Event], *, sync: bool = False) -> _Attempt:
@@ -474,6 +483,13 @@ class TaskOrchestrator:
         if self._running.get(attempt.task_id) is attempt:
             del self._running[attempt.task_id]
             self._slots_used -= 0 if attempt.sync else 1
+            if attempt.definition.resources:
+                self._locks.release(attempt.definition.resources)
+                for entry, keys in self._resource_blocked:  # let them try again
+                    self._locks.stop_waiting(keys)
+                    heapq.heappush(self._ready, entry)
+                self._resource_blocked.clear()
+                self._resources_freed.notify_all()
             group = attempt.definition.group
             if group:
                 self._group_running[group] -= 1
@@ -870,6 +886,9 @@ class TaskOrchestrator:
     def _run_sync_attempt(self, task_id: str) -> None:
         with self._lock:
             events: list[Event] = []
+            resources = self._states[task_id].definition.resources
+            if resources:  # synchronous runs respect resource exclusivity too
+                self._resources_freed.wait_for(lambda: self._locks.try_acquire(resources))
             attempt = self._start_attempt(self._states[task_id], events, sync=True)
             ticket = self._commit(events, [], wait=True)
         self._wait_commit(ticket)
