@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -96,5 +97,7 @@ class ThreadExecutor(Executor):
         for _ in threads:
             self._queue.put(None)
         if wait:
+            deadline = None if timeout is None else time.monotonic() + timeout
             for t in threads:
-                t.join(timeout)
+                if t is not threading.current_thread():
+                    t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))

@@ -173,6 +173,7 @@ class OrchestrationEngine:
         self._janitor: threading.Thread | None = None
         self._janitor_wake = threading.Condition(self._lock)
         self._closed = False
+        self.unrecorded_handler_failures: list[str] = []
         for recorded in self.store.read(
             types=(
                 "session.created",
@@ -188,6 +189,10 @@ class OrchestrationEngine:
             if record.status is SessionStatus.ACTIVE:
                 self._limit_session(record.id, record.mode, record.max_parallel_tasks, record.max_parallel_workflows)
         self._unsubscribe = self.store.subscribe(self._on_committed)
+        if any(
+            r.status is SessionStatus.ACTIVE and r.timeout_seconds is not None for r in self.sessions.sessions.values()
+        ):
+            self._ensure_janitor()  # sessions with a timeout survive a restart: keep expiring them
 
     # -- views and notifications -------------------------------------------------
 
@@ -197,6 +202,8 @@ class OrchestrationEngine:
             apply_session_event(self.sessions, recorded)
         if event.KIND == "session":
             self._versions[event.aggregate_id] = event.version
+        elif event.KIND == "handler":
+            self._versions[f"handler:{event.aggregate_id}"] = event.version
 
     def _on_committed(self, batch: Sequence[Recorded]) -> None:
         """Committer thread: fold session events; queue handler notifications."""
@@ -249,8 +256,12 @@ class OrchestrationEngine:
                 error_message=str(error) or repr(error),
                 trigger_position=position,
             )
-        if not self._closed:
+        if self._closed:
+            return
+        try:
             self.store.append([event])
+        except OrchestrationError as e:  # the handler thread must outlive a failed write
+            self.unrecorded_handler_failures.append(f"{name}: {error!r} (not recorded: {e})")
 
     # -- sessions ----------------------------------------------------------------
 
@@ -602,12 +613,22 @@ class OrchestrationEngine:
         if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
             raise ValidationError("parallel_groups must be a list of lists of step names")
         by_name = {s.name: s for s in steps}
+        upstream: dict[str, set[str]] = {}
+
+        def ancestors(step: str) -> set[str]:
+            if step not in upstream:
+                upstream[step] = set()  # guards against cycles (reported by create_workflow)
+                for d in by_name[step].dependencies:
+                    if d in by_name:
+                        upstream[step] |= {d} | ancestors(d)
+            return upstream[step]
+
         for group in groups:
             missing = [g for g in group if g not in names]
             if missing:
                 raise ValidationError(f"parallel group {group} names unknown step(s) {missing}")
             for member in group:
-                clash = [d for d in by_name[member].dependencies if d in group]
+                clash = sorted(ancestors(member) & set(group))
                 if clash:
                     raise ValidationError(
                         f"parallel group {group}: step {member!r} depends on {clash} in the same group"

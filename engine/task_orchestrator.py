@@ -1017,7 +1017,7 @@ class TaskOrchestrator:
         with self._lock:
             self._closed = True
         self._unsubscribe()
-        self._executor.shutdown(wait=False)
+        self._executor.shutdown(wait=True, timeout=5.0)
         if self._owns_store:
             self.store.close()
 
