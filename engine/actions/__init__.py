@@ -8,17 +8,13 @@
     registry = ActionRegistry()
     register_builtin_actions(registry, base_dir=".orchestration")
 
-=========================================  ==============================================
-module / action                            module here
-=========================================  ==============================================
-``environment_setup.check_environment``    :mod:`engine.actions.environment_setup`
-``static_analysis.analyze_code_quality``   :mod:`engine.actions.static_analysis`
-``data_visualization.create_bar_chart``    :mod:`engine.actions.data_visualization`
-``data_visualization.create_analysis_chart``  :mod:`engine.actions.data_visualization`
-``documentation.generate_docs``            :mod:`engine.actions.documentation`
-``security_audit.scan_codebase``           :mod:`engine.actions.security_audit`
-``shell.run`` (only with ``enable_shell``)  :mod:`engine.actions.shell`
-=========================================  ==============================================
+- ``environment_setup.check_environment``: :mod:`engine.actions.environment_setup`
+- ``static_analysis.analyze_code_quality``: :mod:`engine.actions.static_analysis`
+- ``data_visualization.create_bar_chart`` and ``create_analysis_chart``:
+  :mod:`engine.actions.data_visualization`
+- ``documentation.generate_docs``: :mod:`engine.actions.documentation`
+- ``security_audit.scan_codebase``: :mod:`engine.actions.security_audit`
+- ``shell.run``, only with ``enable_shell=True``: :mod:`engine.actions.shell`
 
 Nothing is registered for what this project cannot really do, such as the upstream
 workflows' ``ai_code_editing.generate_code_insights``: a task naming it fails with the

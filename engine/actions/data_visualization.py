@@ -29,7 +29,7 @@ from xml.sax.saxutils import escape
 
 from engine.actions._common import write_text_atomic
 
-__all__ = ["MAX_BARS", "bound_chart_actions", "create_analysis_chart", "create_bar_chart"]
+__all__ = ["MAX_BARS", "bound_chart_actions", "create_analysis_chart", "create_bar_chart", "render_svg"]
 
 MAX_BARS = 500
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

@@ -50,13 +50,17 @@ def _docstring(node: ast.Module | _Def | ast.ClassDef) -> str | None:
     return doc if doc and doc.strip() else None
 
 
-def module_name(rel: str, root_name: str) -> str:
-    """``pkg/sub/mod.py`` -> ``pkg.sub.mod``; ``pkg/__init__.py`` -> ``pkg``; a root
-    ``__init__.py`` takes the name of the source directory."""
+def module_name(rel: str, package: str) -> str:
+    """The dotted module name of the file at ``rel``: ``sub/mod.py`` -> ``sub.mod``,
+    ``sub/__init__.py`` -> ``sub``, prefixed with ``package.`` when the source directory is
+    itself a package (``package`` is then its name, else ``""``). A root ``__init__.py``
+    is the package itself."""
     parts = list(Path(rel).with_suffix("").parts)
     if parts and parts[-1] == "__init__":
         parts.pop()
-    return ".".join(parts) or root_name
+    if package:
+        parts.insert(0, package)
+    return ".".join(parts) or Path(rel).stem
 
 
 class _ModuleDoc:
@@ -135,7 +139,9 @@ def generate_docs(
         max_files: at most this many source files (``truncated`` is then true).
 
     Writes ``index.md`` (always; with no Python files it says so) and one ``<module>.md``
-    per parsed module (``pkg.sub.mod.md``; a clash gets ``-2``, ``-3``...).
+    per parsed module (``pkg.sub.mod.md``; a clash gets ``-2``, ``-3``...). Module names
+    are dotted paths relative to ``source_path``, prefixed with its name when it is a
+    package itself (has an ``__init__.py``).
 
     Returns::
 
@@ -159,6 +165,10 @@ def generate_docs(
     found = discover(source_path, ("*.py",), DEFAULT_EXCLUDE, positive_int(max_files, "max_files"))
     source = Path(source_path).resolve()
     root_name = source.stem if source.is_file() else source.name
+    if source.is_dir():
+        package = source.name if (source / "__init__.py").is_file() else ""
+    else:
+        package = source.parent.name if source.name == "__init__.py" else ""
     out = Path(output_path).resolve()
     pages: list[tuple[str, _ModuleDoc]] = []
     errors: list[dict[str, str]] = []
@@ -170,22 +180,24 @@ def generate_docs(
                 errors.append({"file": rel, "error": f"larger than {MAX_FILE_BYTES} bytes; not parsed"})
                 continue
             tree = parse_python(file.read_bytes(), rel)
+            page = _ModuleDoc(module_name(rel, package), rel, tree)  # ast.unparse recurses
         except (OSError, SyntaxError, ValueError, RecursionError) as e:
             errors.append({"file": rel, "error": f"{type(e).__name__}: {e}"})
             continue
-        page = _ModuleDoc(module_name(rel, root_name), rel, tree)
         pages.append((_file_name(page.name, used), page))
     classes = sum(p.classes for _, p in pages)
     functions = sum(p.functions for _, p in pages)
-    heading = title if title is not None else f"API documentation: {root_name}"
+    heading = " ".join(title.split()) if title is not None else f"API documentation: {root_name}"
     index = [f"# {heading}", "", f"Generated from `{source}`."]
     if pages:
         index.append(f"{len(pages)} modules, {classes} classes, {functions} functions.")
         index.append("")
         for fname, page in pages:
             index.append(f"- [`{page.name}`]({fname})" + (f": {page.summary}" if page.summary else ""))
-    else:
+    elif not found.files:
         index += ["", f"No Python files were found under `{source}`."]
+    else:
+        index += ["", "No module could be documented."]
     if errors:
         index += ["", "Not documented (could not be parsed):", ""]
         index += [f"- `{e['file']}`: {e['error']}" for e in errors]

@@ -19,22 +19,27 @@ rule                   severity  what
 ``aws-access-key-id``  high      ``AKIA``/``ASIA`` followed by 16 upper-case letters/digits
 ``private-key``        high      a ``-----BEGIN ... PRIVATE KEY-----`` line
 ``hardcoded-secret``   high      an assignment, keyword argument or mapping entry whose
-                                 key names a secret (a word ``password``, ``passwd``,
-                                 ``pwd``, ``secret``, ``token``, ``passphrase``,
-                                 ``apikey``, or ``api_key``, ``access_key``,
-                                 ``private_key``, ``secret_key``, ``auth_key``,
-                                 ``client_secret``; camelCase is split) and whose value is
-                                 a quoted literal of 8+ non-space characters
+                                 key names a secret and whose value is a plain quoted
+                                 literal of 8+ characters without spaces
 =====================  ========  ======================================================
 
-The three text rules run on every line of every scanned file: ``*.py``, ``*.json``,
-``*.yaml``, ``*.yml``, ``*.toml``, ``*.ini``, ``*.cfg``, ``*.env``, ``.env*``,
-``*.txt``. In ``.env``, ``.ini``, ``.cfg``, ``.yaml``/``.yml`` files a secret value may
-also be unquoted. A value is taken for a placeholder, not a secret, when it starts with
-``$``, ``{``, ``<`` or ``%``, uses at most two distinct characters (``********``), or
-looks like an environment variable name (``GITHUB_TOKEN``); keys ending in a word such as
-``name``, ``type``, ``file``, ``path``, ``url``, ``field``, ``prompt`` or ``env`` are not
-secrets. These are heuristics: they catch the obvious cases, not all of them.
+One finding per rule and line. The three text rules run on every line of every scanned
+file: ``*.py``, ``*.json``, ``*.yaml``, ``*.yml``, ``*.toml``, ``*.ini``, ``*.cfg``,
+``*.env``, ``.env*``, ``*.txt``.
+
+What counts as a hard-coded secret (heuristics: they catch the obvious cases, not all):
+
+- the key's last word (split at ``_ . -`` and camelCase) is ``password``, ``passwd``,
+  ``pwd``, ``secret``, ``token``, ``passphrase`` or ``apikey`` (or their plural), or its
+  last two words are ``api_key``, ``access_key``, ``private_key``, ``secret_key`` or
+  ``auth_key``: ``db_password``, ``apiKey``, ``GITHUB_TOKEN``, ``aws_secret_access_key``;
+  not ``password_prompt`` or ``token_type``;
+- the value is not a raw or f-string (``r"..."``, ``f"..."``: patterns and computed text),
+  and not a placeholder: it starts with ``$``, ``{``, ``<`` or ``%``, uses at most two
+  distinct characters (``********``) or looks like an environment variable name
+  (``GITHUB_TOKEN``);
+- in ``.env*``, ``.ini``, ``.cfg``, ``.yaml`` and ``.yml`` files the value may also be
+  unquoted (``API_KEY=abcd1234efgh``, ``password: hunter2hunter2``).
 
 Snippets are the stripped source line (at most 160 characters) with every secret value
 on it masked: a secret becomes ``********``, an AWS key keeps its four-letter prefix, a
@@ -84,7 +89,7 @@ _UNQUOTED = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)\s*(?:=|:)\s*(?P<valu
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SECRET_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "passphrase", "apikey"})
 _SECRET_WORDS |= {w + "s" for w in _SECRET_WORDS}
-_KEY_HINTS = ("pass", "pwd", "secret", "token", "key")  # every secret key contains one
+_KEY_HINTS = ("pass", "pwd", "secret", "token", "key")  # every secret key contains one of these
 _SECRET_PAIRS = ("api_key", "access_key", "private_key", "secret_key", "auth_key")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*_[A-Z0-9_]+")

@@ -16,9 +16,11 @@ Lambdas count towards the function they appear in; a nested ``def`` or ``class``
 measured on its own (its decorators, defaults and body are not part of the outer score).
 Module-level code is not scored.
 
-Line kinds (from ``tokenize``): a *comment* line holds only a comment; a *blank* line
-holds only whitespace and is not inside a multi-line string; every other line is a
-*code* line (docstrings included).
+Line kinds: a *comment* line holds only a comment; a *blank* line holds only whitespace;
+neither is inside a string literal (a blank or ``#`` line within a docstring is code).
+Every other line is a *code* line. The result equals a count over ``tokenize``'s tokens;
+only the multi-line string literals found by ``ast`` are tokenized, which is several
+times faster.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import ast
 import io
 import os
+import re
 import tokenize
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +41,8 @@ __all__ = ["TOP_COMPLEX", "analyze_code_quality", "function_complexity", "line_c
 TOP_COMPLEX = 10
 _BRANCHES: tuple[type[ast.AST], ...] = (ast.If, ast.IfExp, ast.For, ast.AsyncFor, ast.While)
 _BRANCHES += (ast.ExceptHandler, ast.With, ast.AsyncWith, ast.match_case)
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_LAYOUT = frozenset({tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.OP})
 _Scope = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
@@ -91,29 +96,57 @@ def scopes(tree: ast.AST) -> list[tuple[str, _Scope]]:
     return found
 
 
-def line_counts(source: bytes) -> dict[str, int]:
-    """``{"lines", "code_lines", "blank_lines", "comment_lines"}`` of a parsable source."""
+def _string_rows(tree: ast.Module, lines: list[str]) -> set[int]:
+    """The rows after the first of every string token that spans rows.
+
+    A multi-line string literal is one AST node, but so is an implicit concatenation
+    whose parts may have comment and blank lines between them (``("a"  # c`` /
+    ``"b")``), so the source of each multi-line literal node is tokenized."""
+    inside: set[int] = set()
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, ast.Constant | ast.JoinedStr):
+            stack.extend(ast.iter_child_nodes(node))
+            continue
+        first, last = node.lineno, node.end_lineno
+        if last is None or node.end_col_offset is None or last == first:
+            continue
+        inside.add(last)  # the last row holds the end of a string token
+        if last == first + 1:
+            continue
+        parts = [lines[first - 1].encode()[node.col_offset :].decode(errors="replace")]
+        parts += lines[first : last - 1]
+        parts.append(lines[last - 1].encode()[: node.end_col_offset].decode(errors="replace"))
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO("(" + "\n".join(parts) + ")").readline):
+                if tok.type not in _LAYOUT:
+                    inside.update(range(first + tok.start[0], first + tok.end[0]))
+        except (tokenize.TokenError, SyntaxError):
+            inside.update(range(first + 1, last + 1))
+    return inside
+
+
+def line_counts(source: bytes, tree: ast.Module) -> dict[str, int]:
+    """``{"lines", "code_lines", "blank_lines", "comment_lines"}`` of a parsed source.
+
+    A comment line's first non-blank character is ``#``, a blank line holds only
+    whitespace; neither may be inside a string literal. (This gives what ``tokenize``
+    gives, several times faster.)"""
     encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)
-    text = source.decode(encoding)
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = _NEWLINE.split(source.decode(encoding))
     if lines and lines[-1] == "":
-        lines.pop()  # the text ends with a newline
-    code_rows: set[int] = set()
-    comment_rows: set[int] = set()
-    skip = {tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER, tokenize.ENCODING}
-    for tok in tokenize.tokenize(io.BytesIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            comment_rows.add(tok.start[0])
-        elif tok.type not in skip:
-            code_rows.update(range(tok.start[0], tok.end[0] + 1))
+        lines.pop()  # the text ends with a line break
+    inside = _string_rows(tree, lines)
     blank = comment = 0
     for row, line in enumerate(lines, start=1):
-        if row in code_rows:
+        if row in inside:
             continue
-        if row in comment_rows:
-            comment += 1
-        elif not line.strip():
+        text = line.strip()
+        if not text:
             blank += 1
+        elif text.startswith("#"):
+            comment += 1
     return {
         "lines": len(lines),
         "code_lines": len(lines) - blank - comment,
@@ -181,7 +214,7 @@ def analyze_code_quality(
                 continue
             source = file.read_bytes()
             tree = parse_python(source, rel)
-            lines = line_counts(source)
+            lines = line_counts(source, tree)
         except (OSError, SyntaxError, ValueError, RecursionError, tokenize.TokenError) as e:
             errors.append({"file": rel, "error": f"{type(e).__name__}: {e}"})
             continue
