@@ -1,6 +1,6 @@
 """Benchmark of the orchestration engine against bare baselines, in one run.
 
-    python bench/run.py [--quick] [--only W1,W2,W3,W4,APPEND,REPLAY] [--repeat N] [--json out.json]
+    python bench/run.py [--quick] [--only W1,W2,W3,W4,WF1000,APPEND,REPLAY] [--repeat N] [--json out.json]
 
 Every measurement runs in a fresh child process (``python bench/run.py --child SPEC``)
 that reports its own peak RSS (``ru_maxrss``), so each number is that run's own peak.
@@ -32,15 +32,35 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULT_PREFIX = "BENCH-RESULT "
-SECTIONS = ("W1", "W2", "W3", "W4", "APPEND", "REPLAY")
+SECTIONS = ("W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY")
+WORKLOADS = ("W1", "W2", "W3", "W4")
 SIZES: dict[str, dict[str, int]] = {
-    "full": {"W1": 2000, "W2": 300, "W3": 1000, "W4": 200, "APPEND": 8000, "REPLAY": 100_000, "REPLAY_BATCH": 4000},
-    "quick": {"W1": 200, "W2": 30, "W3": 100, "W4": 20, "APPEND": 800, "REPLAY": 10_000, "REPLAY_BATCH": 400},
+    "full": {
+        "W1": 2000,
+        "W2": 300,
+        "W3": 1000,
+        "W4": 200,
+        "WF1000": 1000,
+        "APPEND": 8000,
+        "REPLAY": 100_000,
+        "REPLAY_BATCH": 4000,
+    },
+    "quick": {
+        "W1": 200,
+        "W2": 30,
+        "W3": 100,
+        "W4": 20,
+        "WF1000": 100,
+        "APPEND": 800,
+        "REPLAY": 10_000,
+        "REPLAY_BATCH": 400,
+    },
 }
 TARGET_W1_TASKS_PER_S = 5000.0
 TARGET_W4_OVER_IDEAL = 0.15
 TARGET_REPLAY_EVENTS_PER_S = 100_000.0
 TARGET_W1_RSS_MB = 60.0
+TARGET_WORKFLOW_VS_ORCH = 1.5  # a workflow of 1,000 independent steps vs the same tasks via add_tasks
 
 
 # =============================================================================
@@ -60,6 +80,10 @@ def child_main(spec_json: str) -> int:
             from bench import orch
 
             out = orch.run(spec)
+        elif kind == "engine":
+            from bench import engine_wf
+
+            out = engine_wf.run(spec)
         elif kind == "append":
             from bench import store_bench
 
@@ -194,6 +218,7 @@ class Row:
         return timed[len(timed) // 2].out.get("extra", {}).get(name)
 
 
+ENGINE_CONFIGS: list[tuple[str, str, str]] = [("engine", "sqlite", "workflow"), ("engine", "memory", "workflow")]
 WORKLOAD_CONFIGS: dict[str, list[tuple[str, str, str]]] = {
     # (kind, backend, variant)
     "W1": [
@@ -203,9 +228,10 @@ WORKLOAD_CONFIGS: dict[str, list[tuple[str, str, str]]] = {
         ("orch", "sqlite-normal", "batch"),
         ("orch", "memory", "batch"),
         ("orch", "memory", "one-by-one"),
+        *ENGINE_CONFIGS,
     ],
     **{
-        w: [("baseline", "threads", "-"), ("orch", "sqlite", "batch"), ("orch", "memory", "batch")]
+        w: [("baseline", "threads", "-"), ("orch", "sqlite", "batch"), ("orch", "memory", "batch"), *ENGINE_CONFIGS]
         for w in ("W2", "W3")
     },
     "W4": [
@@ -213,8 +239,17 @@ WORKLOAD_CONFIGS: dict[str, list[tuple[str, str, str]]] = {
         ("orch", "sqlite", "batch"),
         ("orch", "sqlite-normal", "batch"),
         ("orch", "memory", "batch"),
+        *ENGINE_CONFIGS,
     ],
 }
+# The target's own pair: 1,000 independent inc steps as one workflow vs the same 1,000
+# tasks through TaskOrchestrator.add_tasks, on each store (the W1 graph, n = WF1000).
+PAIR_CONFIGS: list[tuple[str, str, str]] = [
+    ("orch", "sqlite", "batch"),
+    ("engine", "sqlite", "workflow"),
+    ("orch", "memory", "batch"),
+    ("engine", "memory", "workflow"),
+]
 APPEND_MODES: list[tuple[str, str, dict[str, Any]]] = [
     # (key, kind, spec extras)
     ("raw", "raw", {"include_encode": False}),
@@ -248,16 +283,20 @@ class Bench:
             for w in selected:
                 n = self.sizes[w]
                 progress(f"{w} (n={n}), repetition {rep + 1}/{self.args.repeat}")
-                for kind, backend, variant in WORKLOAD_CONFIGS[w]:
+                if w == "WF1000":  # the pair: the W1 graph with n = WF1000 steps
+                    configs, section, workload = PAIR_CONFIGS, "pair", "W1"
+                else:
+                    configs, section, workload = WORKLOAD_CONFIGS[w], "workload", w
+                for kind, backend, variant in configs:
                     spec = {
                         "kind": kind,
-                        "workload": w,
+                        "workload": workload,
                         "n": n,
                         "backend": backend,
                         "variant": variant,
                         "timeout": timeout,
                     }
-                    self.add("workload", (w, backend, variant), spec, workload=w, backend=backend, variant=variant)
+                    self.add(section, (w, backend, variant), spec, workload=w, backend=backend, variant=variant)
 
     def run_append(self, progress: Any) -> None:
         n = self.sizes["APPEND"]
@@ -411,7 +450,10 @@ RUNNER_LABEL = {
     ("sqlite-normal", "batch"): "SQLite sync=normal · add_tasks",
     ("memory", "batch"): "memory · add_tasks",
     ("memory", "one-by-one"): "memory · add_task xN",
+    ("sqlite", "workflow"): "SQLite · engine workflow",
+    ("memory", "workflow"): "memory · engine workflow",
 }
+STORE_LABEL = {"sqlite": "durable SQLite", "memory": "memory://"}
 APPEND_LABEL = {
     "raw": "baseline: raw sqlite3 executemany, 1 txn (pre-encoded)",
     "raw+encode": "raw sqlite3 executemany, 1 txn, incl. msgspec encode",
@@ -453,8 +495,10 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
     wl_rows = [r for r in bench.rows.values() if r.section == "workload"]
     if wl_rows:
         console.print(
-            f"[bold]Task workloads[/] — TaskOrchestrator(max_workers=4) vs ThreadPoolExecutor(4); median of {reps}; "
-            "'vs base' = time / baseline time (higher is slower)"
+            f"[bold]Task workloads[/] — TaskOrchestrator(max_workers=4) and OrchestrationEngine"
+            f".execute_complex_workflow (one workflow per shape, session max_parallel_tasks=4, max_workers=4) vs "
+            f"ThreadPoolExecutor(4); median of {reps}; 'vs base' = time / baseline time; 'vs orch' = engine "
+            "time / TaskOrchestrator add_tasks time on the same store (higher is slower)"
         )
         t = Table()
         for col, just in [
@@ -466,15 +510,17 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
             ("Exec s", "right"),
             ("Tasks/s", "right"),
             ("vs base", "right"),
+            ("vs orch", "right"),
             ("RSS MB", "right"),
             ("Commits", "right"),
             ("Ev/commit", "right"),
             ("Valid", "center"),
             ("Notes", "left"),
         ]:
-            t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+            # Notes wrap, so a narrow terminal squeezes them before the numbers
+            t.add_column(col, justify=just, no_wrap=col != "Notes")  # type: ignore[arg-type]
         last_w = None
-        for w in [w for w in ("W1", "W2", "W3", "W4") if any(r.key[0] == w for r in wl_rows)]:
+        for w in [w for w in WORKLOADS if any(r.key[0] == w for r in wl_rows)]:
             base = bench.rows.get((w, "threads", "-"))
             base_s = base.seconds if base else None
             for r in [r for r in wl_rows if r.key[0] == w]:
@@ -495,6 +541,8 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
                     notes.append(f"reducer sum {r.extra('sum'):,}")
                 if variant == "one-by-one" and r.median("add_seconds") is not None:
                     notes.append(f"last add at {r.median('add_seconds'):.3f} s")
+                if r.extra("run_duration") is not None:
+                    notes.append(f"run recorded {r.extra('run_duration'):.3f} s")
                 if last_w is not None and w != last_w:
                     t.add_section()
                 last_w = w
@@ -509,12 +557,54 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
                     "1.00"
                     if backend == "threads" and secs
                     else _fmt(secs / base_s if secs and base_s else None, ",.1f", "x"),
+                    _fmt(_vs_orch(bench, r), ".2f", "x") if variant == "workflow" else "",
                     _fmt(_mb(r.rss_kib), ".1f"),
                     _fmt(r.extra("commits"), ","),
                     _fmt(r.extra("events") / r.extra("commits") if r.extra("commits") else None, ".1f"),
                     _ok(r),
                     "; ".join(notes),
                 )
+        console.print(t)
+        console.print()
+
+    pair = [b for b in ("sqlite", "memory") if any(r.key[:2] == ("WF1000", b) for r in bench.rows.values())]
+    if pair:
+        n = bench.sizes["WF1000"]
+        console.print(
+            f"[bold]Workflow vs TaskOrchestrator[/] — {n:,} independent inc steps as ONE execute_complex_workflow "
+            f"vs the same {n:,} tasks through add_tasks + start_execution, same store; median of {reps}; "
+            "ratio = engine median / orchestrator median"
+        )
+        t = Table()
+        for col, just in [
+            ("Store", "left"),
+            ("Orchestrator s", "right"),
+            ("min-max s", "right"),
+            ("Engine s", "right"),
+            ("min-max s", "right"),
+            ("Engine / orch", "right"),
+            ("Paired ratios min-max", "right"),
+            ("Engine RSS MB", "right"),
+            ("Valid", "center"),
+        ]:
+            t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        for backend in pair:
+            orch_row = bench.rows.get(("WF1000", backend, "batch"))
+            eng_row = bench.rows.get(("WF1000", backend, "workflow"))
+            ov = orch_row.values("seconds") if orch_row else []
+            ev = eng_row.values("seconds") if eng_row else []
+            paired = [b / a for a, b in zip(ov, ev, strict=False) if a]
+            t.add_row(
+                STORE_LABEL[backend],
+                _fmt(orch_row.seconds if orch_row else None, ".3f"),
+                f"{min(ov):.3f}-{max(ov):.3f}" if len(ov) > 1 else "—",
+                _fmt(eng_row.seconds if eng_row else None, ".3f"),
+                f"{min(ev):.3f}-{max(ev):.3f}" if len(ev) > 1 else "—",
+                _fmt(_pair_ratio(bench, backend), ".2f", "x"),
+                f"{min(paired):.2f}-{max(paired):.2f}x" if len(paired) > 1 else "—",
+                _fmt(_mb(eng_row.rss_kib) if eng_row else None, ".1f"),
+                "[green]✓[/]" if orch_row and eng_row and orch_row.ok and eng_row.ok else "[bold red]✗ FAIL[/]",
+            )
         console.print(t)
         console.print()
 
@@ -638,6 +728,20 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
     return console
 
 
+def _vs_orch(bench: Bench, row: Row) -> float | None:
+    """An engine row's median time / the TaskOrchestrator add_tasks median on the same store."""
+    w, backend, _ = row.key
+    orch = bench.rows.get((w, backend, "batch"))
+    if orch is None or not orch.seconds or not row.seconds:
+        return None
+    return row.seconds / orch.seconds
+
+
+def _pair_ratio(bench: Bench, backend: str) -> float | None:
+    engine = bench.rows.get(("WF1000", backend, "workflow"))
+    return _vs_orch(bench, engine) if engine is not None else None
+
+
 def _ideal(workload: str, n: int) -> float | None:
     from bench.actions import ideal_seconds
 
@@ -703,6 +807,17 @@ def evaluate_targets(bench: Bench) -> list[dict[str, Any]]:
                 f"within {TARGET_W4_OVER_IDEAL:.0%} of {ideal:.3f} s (<= {ideal * (1 + TARGET_W4_OVER_IDEAL):.3f} s)",
                 f"{r.seconds:.3f} s ({over:+.1%})",
                 over <= TARGET_W4_OVER_IDEAL,
+            )
+    for backend in ("sqlite", "memory"):
+        ratio = _pair_ratio(bench, backend)
+        orch_row, eng_row = rows.get(("WF1000", backend, "batch")), rows.get(("WF1000", backend, "workflow"))
+        if ratio is not None and orch_row is not None and eng_row is not None:
+            n = bench.sizes["WF1000"]
+            add(
+                f"Workflow of {n:,} independent steps vs the same tasks via TaskOrchestrator, {STORE_LABEL[backend]}",
+                f"<= {TARGET_WORKFLOW_VS_ORCH:.1f}x the TaskOrchestrator's time",
+                f"{ratio:.2f}x ({eng_row.seconds:.3f} s / {orch_row.seconds:.3f} s)",
+                ratio <= TARGET_WORKFLOW_VS_ORCH,
             )
     r = rows.get(("REPLAY",))
     if r and r.seconds:
@@ -789,7 +904,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         machine = machine_info(tmp, children)
-        workloads = [s for s in args.sections if s in ("W1", "W2", "W3", "W4")]
+        workloads = [s for s in args.sections if s in (*WORKLOADS, "WF1000")]
         if workloads:
             bench.run_workloads(workloads, progress)
         if "APPEND" in args.sections:

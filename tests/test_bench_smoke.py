@@ -1,5 +1,6 @@
 """Smoke run of the benchmark (``python bench/run.py --quick``): every workload runs and
-validates, on both stores, in fresh child processes."""
+validates, on both stores, through the TaskOrchestrator and as an engine workflow, in
+fresh child processes."""
 
 from __future__ import annotations
 
@@ -35,4 +36,11 @@ def test_bench_quick_runs_and_validates(tmp_path: Path) -> None:
     report = json.loads(out_json.read_text())
     assert report["ok"] is True
     sections = {row["key"][0] for row in report["summary"]}
-    assert {"W1", "W2", "W3", "W4", "APPEND", "REPLAY"} <= sections
+    assert {"W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY"} <= sections
+    keys = {tuple(row["key"]) for row in report["summary"]}
+    for workload in ("W1", "W2", "W3", "W4", "WF1000"):
+        for backend in ("sqlite", "memory"):
+            assert (workload, backend, "workflow") in keys, f"no engine row for {workload} on {backend}"
+    assert "Workflow vs TaskOrchestrator" in proc.stdout
+    targets = [t["name"] for t in report["targets"]]
+    assert sum("independent steps vs the same tasks via TaskOrchestrator" in name for name in targets) == 2
