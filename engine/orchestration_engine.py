@@ -30,7 +30,6 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -106,7 +105,14 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        # A plain loop, not asyncio.run: on the main thread asyncio.run's Ctrl-C
+        # handling formats the coroutine's whole result (twice) as it finishes.
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
     box: list[Any] = []
 
     def runner() -> None:
@@ -641,8 +647,7 @@ class OrchestrationEngine:
             return {}
         counts = dict.fromkeys(("completed", "failed", "skipped", "cancelled"), 0)
         total_time = 0.0
-        for task_id in run.step_tasks.values():
-            task = self.task_orchestrator.get_task(task_id)
+        for task in self.task_orchestrator.task_records(run.step_tasks.values()):
             if task is None:
                 continue
             if task.status.value in counts:
@@ -824,11 +829,17 @@ def _plain(event: Event) -> dict[str, Any]:
 
 
 def _execution_dict(execution: WorkflowExecution) -> dict[str, Any]:
-    data = asdict(execution)
-    data["status"] = execution.status.value
-    data["start_time"] = execution.start_time.isoformat() if execution.start_time else None
-    data["end_time"] = execution.end_time.isoformat() if execution.end_time else None
-    return data
+    """Plain form of a run (no deep copy: the values are the recorded results)."""
+    return {
+        "workflow_name": execution.workflow_name,
+        "status": execution.status.value,
+        "start_time": execution.start_time.isoformat() if execution.start_time else None,
+        "end_time": execution.end_time.isoformat() if execution.end_time else None,
+        "results": execution.results,
+        "errors": execution.errors,
+        "performance_metrics": execution.performance_metrics,
+        "run_id": execution.run_id,
+    }
 
 
 def _task_failure(task_id: str, status: TaskStatus, result: TaskResult) -> dict[str, Any]:

@@ -70,7 +70,7 @@ from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_locks import LockTable, ResourceKey
 from engine.store import EventStore, open_store
 from engine.task_input import definition_of, task_from_options
-from projections.tasks import TaskView
+from projections.tasks import TaskRecord, TaskView
 from projections.tasks import apply as apply_task_event
 
 __all__ = ["TaskOrchestrator"]
@@ -971,6 +971,13 @@ class TaskOrchestrator:
         with self._view_lock:
             record = self.view.tasks.get(task_id)
             return Task.from_record(record) if record is not None else None
+
+    def task_records(self, task_ids: Iterable[str]) -> list[TaskRecord | None]:
+        """The committed view's records of these tasks, read under one lock; for
+        engine-internal readers that must not copy a ``Task`` per step. Read-only."""
+        with self._view_lock:
+            tasks = self.view.tasks
+            return [tasks.get(t) for t in task_ids]
 
     def get_task_result(self, task_id: str) -> TaskResult | None:
         """The final result (success, failure, cancellation or skip with its reason);

@@ -350,15 +350,15 @@ class WorkflowManager:
         errors: list[str] = []
         metrics: dict[str, Any] = {}
         open_tasks: list[str] = []
-        for step, task_id in run.step_tasks.items():
-            task = self.orchestrator.get_task(task_id)
+        records = self.orchestrator.task_records(run.step_tasks.values())
+        for (step, task_id), task in zip(run.step_tasks.items(), records, strict=True):
             if task is None:
                 continue
             res = task.result
             metrics[step] = {
                 "status": task.status.value,
                 "execution_time": res.execution_time if res else 0.0,
-                "attempts": (res.metadata.get("attempt", 0) if res else 0),
+                "attempts": task.attempts,
                 "retries": task.retry_count,
             }
             if task.status is TaskStatus.COMPLETED and res is not None:
@@ -382,7 +382,8 @@ class WorkflowManager:
     def _finish_run(self, run_id: str) -> WorkflowExecution:
         self.store.flush()
         with self._view_lock:
-            _, errors, _, _ = self._step_outcomes(run_id)
+            outcomes = self._step_outcomes(run_id)
+        errors = outcomes[1]
 
         def make(state: RunState, duration: float, now: datetime) -> Event:
             env = _Envelope(run_id, state.version + 1, now, state.created.actor).fields()
@@ -393,7 +394,7 @@ class WorkflowManager:
             return WorkflowRunCompleted(duration=duration, **env)
 
         self._record_end(run_id, make)
-        return self.get_execution(run_id)
+        return self.get_execution(run_id, outcomes)
 
     def _abort_run(self, run_id: str, reason: str, message: str) -> None:
         """End a run that is still open: cancel its open steps, record the run."""
@@ -415,13 +416,15 @@ class WorkflowManager:
 
         self._record_end(run_id, make)
 
-    def get_execution(self, run_id: str) -> WorkflowExecution:
+    def get_execution(
+        self, run_id: str, outcomes: tuple[dict[str, Any], list[str], dict[str, Any], list[str]] | None = None
+    ) -> WorkflowExecution:
         """A run as the spec's ``WorkflowExecution``, from the committed views."""
         with self._view_lock:
             run = self.view.runs.get(run_id)
             if run is None:
                 raise NotFoundError(f"no workflow run {run_id!r}")
-            results, errors, metrics, _ = self._step_outcomes(run_id)
+            results, errors, metrics, _ = outcomes if outcomes is not None else self._step_outcomes(run_id)
             return WorkflowExecution(
                 workflow_name=run.workflow,
                 status=run.status,
