@@ -13,10 +13,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.orchestration_engine import OrchestrationEngine
+    from engine.project_manager import ProjectManager
     from engine.task_orchestrator import TaskOrchestrator
     from engine.workflow_manager import WorkflowManager
 
-__all__ = ["get_orchestration_engine", "get_task_orchestrator", "get_workflow_manager", "set_default_engine"]
+__all__ = [
+    "get_orchestration_engine",
+    "get_project_manager",
+    "get_task_orchestrator",
+    "get_workflow_manager",
+    "set_default_engine",
+]
 
 _lock = threading.Lock()
 _engine: OrchestrationEngine | None = None
@@ -48,3 +55,7 @@ def get_workflow_manager() -> WorkflowManager:
 
 def get_task_orchestrator() -> TaskOrchestrator:
     return get_orchestration_engine().task_orchestrator
+
+
+def get_project_manager() -> ProjectManager:
+    return get_orchestration_engine().project_manager

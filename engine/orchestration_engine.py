@@ -37,7 +37,6 @@ from domain.enums import OrchestrationMode, SessionStatus, TaskStatus, WorkflowS
 from domain.errors import (
     NotFoundError,
     OrchestrationError,
-    ProjectManagementError,
     ValidationError,
     WorkflowExecutionError,
 )
@@ -55,6 +54,7 @@ from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import OrchestrationConfig, load_config
 from engine.models import OrchestrationSession, Task, TaskResult, WorkflowExecution, WorkflowStep
+from engine.project_manager import ProjectManager
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.store import open_store
 from engine.task_orchestrator import TaskOrchestrator
@@ -166,6 +166,11 @@ class OrchestrationEngine:
             orchestrator=self.task_orchestrator,
             workflows_dir=self.config.workflows_dir,
             performance_monitoring=self.config.performance_monitoring,
+        )
+        self.project_manager = ProjectManager(
+            workflow_manager=self.workflow_manager,
+            projects_dir=self.config.projects_dir,
+            templates_dir=self.config.templates_dir,
         )
         self._lock = threading.RLock()
         self._view_lock = threading.Lock()
@@ -532,15 +537,20 @@ class OrchestrationEngine:
     def execute_project_workflow(
         self, project_name: str, workflow_name: str, session_id: str | None = None, **params: Any
     ) -> dict[str, Any]:
-        """Projects arrive with the ProjectManager; until then every project is unknown."""
-        self._checked_session(session_id) if session_id is not None else None
-        err = ProjectManagementError(
-            f"no such project {project_name!r}: this engine has no ProjectManager yet",
-            code="PROJECT_NOT_FOUND",
-            details={"project": project_name, "workflow": workflow_name},
-            suggestions=["Run the workflow directly with execute_workflow(workflow_name, **params)."],
-        )
-        return _failure(err, result=None, execution_time=None, steps_executed=0)
+        """Run a workflow for a project (its path and config become parameters; the run
+        is linked to the project) in a session; the dict of :meth:`execute_workflow`
+        plus ``project``."""
+        sid, user, temporary = self._checked_session(session_id)
+        try:
+            with self._workflow_slots[sid]:
+                result = self.project_manager.run_project_workflow(
+                    project_name, workflow_name, params, session_id=sid, actor=user
+                )
+            result.setdefault("session_id", sid)
+            return result
+        finally:
+            if temporary:
+                self.close_session(sid)
 
     def execute_complex_workflow(
         self, workflow_definition: dict[str, Any], session_id: str | None = None
@@ -678,7 +688,7 @@ class OrchestrationEngine:
                 "running_workflows": self.workflow_manager.running_workflows(),
             },
             "task_orchestrator": {k: stats[k] for k in ("total_tasks", "pending", "running", "completed", "failed")},
-            "project_manager": {"available": False, "detail": "no ProjectManager in this version"},
+            "project_manager": self.project_manager.get_projects_summary(),
             "resource_manager": {"available": False, "detail": "no ResourceManager in this version"},
             "performance": {
                 "store_url": self.store.url,
@@ -705,7 +715,7 @@ class OrchestrationEngine:
                 **{s.value: sum(1 for r in runs if r.status is s) for s in WorkflowStatus},
             },
             "tasks": self.task_orchestrator.get_execution_stats(),
-            "projects": {"available": False},
+            "projects": self.project_manager.get_projects_summary(),
             "resources": {"available": False},
             "store": {
                 "url": self.store.url,
@@ -753,6 +763,8 @@ class OrchestrationEngine:
         if self.workflow_manager.load_errors:
             wf_status = "degraded"
             issues.extend(f"workflow file {f}: {err}" for f, err in self.workflow_manager.load_errors)
+        project_summary = self.project_manager.get_projects_summary()
+        issues.extend(f"project template {err}" for err in project_summary["template_errors"])
         with self._view_lock:
             failures = len(self.sessions.handler_failures)
         if failures:
@@ -779,7 +791,10 @@ class OrchestrationEngine:
                         "position": position,
                     },
                 },
-                "project_manager": {"status": "not_available", "details": {"reason": "no ProjectManager yet"}},
+                "project_manager": {
+                    "status": "degraded" if project_summary["template_errors"] else "healthy",
+                    "details": project_summary,
+                },
                 "resource_manager": {"status": "not_available", "details": {"reason": "no ResourceManager yet"}},
             },
             "issues": issues,
@@ -799,6 +814,7 @@ class OrchestrationEngine:
             if thread is not None:
                 thread.join(5)
         self._unsubscribe()
+        self.project_manager.close()
         self.workflow_manager.close()
         self.task_orchestrator.close()
         self.store.close()

@@ -2,8 +2,7 @@
 upstream files), directories and path safety, the PROJECT lifecycle, milestones,
 metrics from linked runs, restarts, and views equal to the fold of the log.
 
-The spec's examples import ``ProjectManager`` from the spec's path; until that module
-re-exports it, they import it from ``engine.project_manager`` (the only changed line).
+The spec's examples import ``ProjectManager`` from the spec's path, as written.
 """
 
 from __future__ import annotations
@@ -147,7 +146,7 @@ def test_spec_create_project_example(data_dir: Path) -> None:
 
 def test_spec_project_based_development_example(data_dir: Path, conversations: Path) -> None:
     write_ai_analysis(data_dir)
-    from engine.project_manager import ProjectManager  # spec: codomyrmex.logistics.orchestration.project
+    from codomyrmex.logistics.orchestration.project import ProjectManager
 
     pm = ProjectManager()
 

@@ -22,9 +22,16 @@ from domain.errors import (
     TaskExecutionError,
     WorkflowExecutionError,
 )
-from engine.defaults import get_orchestration_engine, get_task_orchestrator, get_workflow_manager
+from engine.defaults import (
+    get_orchestration_engine,
+    get_project_manager,
+    get_task_orchestrator,
+    get_workflow_manager,
+)
 from engine.models import OrchestrationSession, Task, TaskResource, TaskResult, WorkflowExecution, WorkflowStep
 from engine.orchestration_engine import OrchestrationEngine
+from engine.project_manager import ProjectManager
+from engine.project_models import Project
 from engine.registry import ActionRegistry, action, register_action
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
@@ -35,7 +42,9 @@ __all__ = [
     "OrchestrationError",
     "OrchestrationMode",
     "OrchestrationSession",
+    "Project",
     "ProjectManagementError",
+    "ProjectManager",
     "ProjectStatus",
     "ProjectType",
     "ResourceAllocationError",
@@ -56,6 +65,7 @@ __all__ = [
     "WorkflowStep",
     "action",
     "get_orchestration_engine",
+    "get_project_manager",
     "get_task_orchestrator",
     "get_workflow_manager",
     "register_action",
