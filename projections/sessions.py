@@ -63,6 +63,8 @@ def _end(rec: SessionRecord, status: SessionStatus, at: datetime, reason: str) -
 
 def apply(view: SessionView, recorded: Recorded) -> SessionView:
     event = recorded.event
+    if event.KIND not in ("session", "handler"):
+        return view  # position is that of the last session/handler event, as live
     view.position = recorded.position
     if isinstance(event, HandlerFailed):
         view.handler_failures.append(
@@ -74,8 +76,6 @@ def apply(view: SessionView, recorded: Recorded) -> SessionView:
                 "position": recorded.position,
             }
         )
-        return view
-    if event.KIND != "session":
         return view
     if isinstance(event, SessionCreated):
         view.sessions[event.aggregate_id] = SessionRecord(

@@ -240,9 +240,9 @@ _HANDLERS: dict[type[Any], Callable[[TaskView, TaskRecord, Any], None]] = {
 def apply(view: TaskView, recorded: Recorded) -> TaskView:
     """Fold one committed event into ``view``. Non-task events are ignored."""
     event = recorded.event
-    view.position = recorded.position
     if event.KIND != "task":
         return view
+    view.position = recorded.position
     if type(event) is TaskCreated:
         _created(view, event)
         return view

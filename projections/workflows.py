@@ -82,6 +82,8 @@ def _end(rec: RunRecord, status: WorkflowStatus, at: datetime, duration: float) 
 
 def apply(view: WorkflowView, recorded: Recorded) -> WorkflowView:
     event = recorded.event
+    if event.KIND not in ("workflow", "workflow_run"):
+        return view
     view.position = recorded.position
     if event.KIND == "workflow":
         if isinstance(event, WorkflowDefined):

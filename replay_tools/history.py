@@ -49,9 +49,9 @@ class History:
         return [r for r in recorded if r.event.aggregate_id == task_id]
 
     def task_view(self, *, stop: int | None = None) -> TaskView:
-        """The task list and statistics as of position ``stop`` (default: the end),
-        folded from every event so its ``position`` matches a live view's."""
-        return fold(self.store.read(stop=stop))
+        """The task list and statistics as of position ``stop`` (default: the end).
+        Its ``position`` is that of the last task event folded, as in a live view."""
+        return fold(self.store.read(stop=stop, types=TASK_TOPICS))
 
     def close(self) -> None:
         if self.owns_store:
