@@ -60,9 +60,30 @@ def _text(field: str, value: object, *, allow_empty: bool = False, limit: int = 
     return value
 
 
+def _flat_scalars(value: Mapping[Any, Any]) -> bool:
+    """True when every key is a string and every value a JSON scalar that survives a
+    round trip as it is (the common case: a plain copy is the normalized form)."""
+    for k, v in value.items():
+        if type(k) is not str:
+            return False
+        t = type(v)
+        if t is float:
+            if not math.isfinite(v):
+                return False
+        elif t not in (str, int, bool) and v is not None:
+            return False
+    return True
+
+
 def _json_dict(field: str, value: object) -> dict[str, Any]:
+    """A JSON-normalized copy of a user's dict (what the log will hold), or a clear
+    error naming the field."""
     if not isinstance(value, Mapping):
         raise _fail(field, "must be a dict", value)
+    if not value:
+        return {}
+    if _flat_scalars(value):
+        return dict(value)
     if not all(isinstance(k, str) for k in value):
         raise _fail(field, "keys must be strings", list(value))
     problem = json_problem(value, field)
