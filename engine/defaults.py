@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from engine.orchestration_engine import OrchestrationEngine
     from engine.project_manager import ProjectManager
+    from engine.resource_manager import ResourceManager
     from engine.task_orchestrator import TaskOrchestrator
     from engine.workflow_manager import WorkflowManager
 
 __all__ = [
     "get_orchestration_engine",
     "get_project_manager",
+    "get_resource_manager",
     "get_task_orchestrator",
     "get_workflow_manager",
     "set_default_engine",
@@ -59,3 +61,7 @@ def get_task_orchestrator() -> TaskOrchestrator:
 
 def get_project_manager() -> ProjectManager:
     return get_orchestration_engine().project_manager
+
+
+def get_resource_manager() -> ResourceManager:
+    return get_orchestration_engine().resource_manager

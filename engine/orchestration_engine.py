@@ -37,6 +37,7 @@ from domain.enums import OrchestrationMode, SessionStatus, TaskStatus, WorkflowS
 from domain.errors import (
     NotFoundError,
     OrchestrationError,
+    ResourceAllocationError,
     ValidationError,
     WorkflowExecutionError,
 )
@@ -56,6 +57,7 @@ from engine.config import OrchestrationConfig, load_config
 from engine.models import OrchestrationSession, Task, TaskResult, WorkflowExecution, WorkflowStep
 from engine.project_manager import ProjectManager
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
+from engine.resource_manager import ResourceManager
 from engine.store import open_store
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
@@ -166,6 +168,12 @@ class OrchestrationEngine:
             orchestrator=self.task_orchestrator,
             workflows_dir=self.config.workflows_dir,
             performance_monitoring=self.config.performance_monitoring,
+        )
+        self.resource_manager = ResourceManager(
+            store=self.store,
+            runtime=self.runtime,
+            resource_config=self.config.resource_config,
+            data_dir=self.config.data_dir,
         )
         self.project_manager = ProjectManager(
             workflow_manager=self.workflow_manager,
@@ -389,7 +397,42 @@ class OrchestrationEngine:
             event = make(self._versions[session_id] + 1, self.runtime.clock.now(), rec)
             self.store.append([event])
             self.task_orchestrator.clear_group_limit(session_id)
-            return True
+        self._release_session_resources(session_id)
+        return True
+
+    def _session_resources(self, session_id: str) -> None:
+        """A ``resource_aware`` session holds its ``resource_requirements`` while it runs
+        work: allocated (and recorded) before its first execution, released when it
+        ends. If they cannot be met, the execution fails with the recorded reasons."""
+        with self._view_lock:
+            rec = self.sessions.sessions.get(session_id)
+        if rec is None or rec.mode is not OrchestrationMode.RESOURCE_AWARE or not rec.resource_requirements:
+            return
+        holder = f"session:{session_id}"
+        with self._lock:
+            if self.resource_manager.get_user_allocations(holder):
+                return
+            granted = self.resource_manager.allocate_resources(
+                holder, dict(rec.resource_requirements), actor=rec.user_id
+            )
+        if granted is None:
+            rejections = self.resource_manager.get_rejections(holder)
+            reason = rejections[-1]["reason"] if rejections else "no resources fit"
+            raise ResourceAllocationError(
+                f"session {session_id} (resource_aware) cannot get its resource_requirements: {reason}",
+                code="RESOURCES_UNAVAILABLE",
+                details={"session_id": session_id, "requirements": rec.resource_requirements,
+                         "unmet": rejections[-1]["unmet"] if rejections else {}},
+                suggestions=[
+                    "Lower the session's resource_requirements, free resources (close other sessions), "
+                    "or use mode='parallel' to run without an allocation.",
+                ],
+            )  # fmt: skip
+
+    def _release_session_resources(self, session_id: str) -> None:
+        holder = f"session:{session_id}"
+        if self.resource_manager.get_user_allocations(holder):
+            self.resource_manager.deallocate_resources(holder)
 
     def _session_for(self, session_id: str | None) -> tuple[str, str, bool]:
         """(session id, user, temporary?) to run in; creates a temporary session when
@@ -409,6 +452,14 @@ class OrchestrationEngine:
             return self._session_for(session_id)
         except NotFoundError as e:  # ... but the spec says ValueError
             raise ValidationError(str(e), code="SESSION_NOT_FOUND") from e
+
+    def _resources_or_failure(self, session_id: str, **empty: Any) -> dict[str, Any] | None:
+        """None when the session may run work now, else the failure dict to return."""
+        try:
+            self._session_resources(session_id)
+        except OrchestrationError as e:
+            return _failure(e, **empty)
+        return None
 
     def _ensure_janitor(self) -> None:
         with self._lock:
@@ -450,6 +501,9 @@ class OrchestrationEngine:
         ``run_id``, ``status`` and ``errors``)."""
         sid, user, temporary = self._checked_session(session_id)
         try:
+            blocked = self._resources_or_failure(sid, result=None, execution_time=None, steps_executed=0)
+            if blocked is not None:
+                return blocked
             return self._execute_in_session(workflow_name, params, sid, user)
         finally:
             if temporary:
@@ -507,6 +561,9 @@ class OrchestrationEngine:
         "task_id"}`` plus the error keys on failure."""
         sid, user, temporary = self._checked_session(session_id)
         try:
+            blocked = self._resources_or_failure(sid, result=None, task_id=getattr(task, "id", None))
+            if blocked is not None:
+                return blocked
             if isinstance(task, dict):
                 try:
                     task = Task(**task)
@@ -542,6 +599,9 @@ class OrchestrationEngine:
         plus ``project``."""
         sid, user, temporary = self._checked_session(session_id)
         try:
+            blocked = self._resources_or_failure(sid, result=None, execution_time=None, steps_executed=0)
+            if blocked is not None:
+                return blocked
             with self._workflow_slots[sid]:
                 result = self.project_manager.run_project_workflow(
                     project_name, workflow_name, params, session_id=sid, actor=user
@@ -566,6 +626,9 @@ class OrchestrationEngine:
         other is an error). The definition is recorded as workflow ``complex-<run>``."""
         sid, user, temporary = self._checked_session(session_id)
         try:
+            blocked = self._resources_or_failure(sid, results={}, execution_stats={})
+            if blocked is not None:
+                return blocked
             try:
                 name, steps = self._complex_definition(workflow_definition)
                 self.workflow_manager.create_workflow(name, steps, save=False)
@@ -689,7 +752,7 @@ class OrchestrationEngine:
             },
             "task_orchestrator": {k: stats[k] for k in ("total_tasks", "pending", "running", "completed", "failed")},
             "project_manager": self.project_manager.get_projects_summary(),
-            "resource_manager": {"available": False, "detail": "no ResourceManager in this version"},
+            "resource_manager": self.resource_manager.get_resource_usage(),
             "performance": {
                 "store_url": self.store.url,
                 "events": self.store.stats.events,
@@ -716,7 +779,7 @@ class OrchestrationEngine:
             },
             "tasks": self.task_orchestrator.get_execution_stats(),
             "projects": self.project_manager.get_projects_summary(),
-            "resources": {"available": False},
+            "resources": self.resource_manager.get_resource_usage(),
             "store": {
                 "url": self.store.url,
                 "position": self.store.max_position(),
@@ -764,6 +827,10 @@ class OrchestrationEngine:
             wf_status = "degraded"
             issues.extend(f"workflow file {f}: {err}" for f, err in self.workflow_manager.load_errors)
         project_summary = self.project_manager.get_projects_summary()
+        resource_health = self.resource_manager.health_check()
+        issues.extend(f"resources: {issue}" for issue in resource_health["issues"])
+        if resource_health["status"] == "unhealthy":
+            unhealthy = True
         issues.extend(f"project template {err}" for err in project_summary["template_errors"])
         with self._view_lock:
             failures = len(self.sessions.handler_failures)
@@ -795,7 +862,7 @@ class OrchestrationEngine:
                     "status": "degraded" if project_summary["template_errors"] else "healthy",
                     "details": project_summary,
                 },
-                "resource_manager": {"status": "not_available", "details": {"reason": "no ResourceManager yet"}},
+                "resource_manager": {"status": resource_health["status"], "details": resource_health},
             },
             "issues": issues,
         }
@@ -815,6 +882,7 @@ class OrchestrationEngine:
                 thread.join(5)
         self._unsubscribe()
         self.project_manager.close()
+        self.resource_manager.close()
         self.workflow_manager.close()
         self.task_orchestrator.close()
         self.store.close()

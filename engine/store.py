@@ -8,7 +8,10 @@ URLs (SQLAlchemy's convention for SQLite paths)::
     sqlite:////absolute/path/events.db
     postgresql://user:pass@host:5432/dbname?schema=name
 
-**Group commit.** Producers never open transactions. :meth:`EventStore.append_async`
+**Group commit.** Producers never open transactions (one exception: a synchronous
+:meth:`EventStore.append` that finds nothing queued and nothing committing commits in its
+own thread, saving two thread handoffs; it holds the committer's role meanwhile, so
+commits stay serialized and in order). :meth:`EventStore.append_async`
 encodes a submission in the caller's thread (so a bad value fails the caller, having
 recorded nothing) and queues it; one committer thread takes everything queued (up to
 ``max_batch`` events, optionally lingering ``linger`` seconds for more) and inserts it
@@ -166,7 +169,8 @@ class EventStore:
         self._cond = threading.Condition()
         self._listeners: list[Listener] = []
         self._closed = False
-        self._idle = True
+        self._idle = True  # nothing queued, nothing being committed
+        self._inline = False  # a synchronous append is committing in its caller's thread
         self._thread: threading.Thread | None = None
 
     # -- writing ---------------------------------------------------------------
@@ -176,10 +180,29 @@ class EventStore:
         if not events:
             self._check_open()
             return []
-        done = threading.Event()
-        sub = self._submit(events, None, done)
-        if not done.wait(timeout):
-            raise StoreError(f"commit of {len(events)} events not confirmed within {timeout}s", code="COMMIT_TIMEOUT")
+        sub = self._submission(events, None, None, None)
+        with self._cond:
+            self._check_open()
+            inline = self._idle and not self._inline
+            if inline:  # nothing queued or committing: commit in this thread, no handoff
+                self._inline = True
+                self._idle = False
+        if inline:
+            try:
+                self._commit([sub])
+            finally:
+                with self._cond:
+                    self._inline = False
+                    if not self._queue:
+                        self._idle = True
+                    self._cond.notify_all()
+        else:
+            sub.done = threading.Event()
+            self._enqueue(sub)
+            if not sub.done.wait(timeout):
+                raise StoreError(
+                    f"commit of {len(events)} events not confirmed within {timeout}s", code="COMMIT_TIMEOUT"
+                )
         if sub.error is not None:
             raise sub.error
         assert sub.result is not None
@@ -205,13 +228,25 @@ class EventStore:
         done: threading.Event | None,
         encoded: Sequence[bytes] | None = None,
     ) -> _Submission:
+        return self._enqueue(self._submission(events, callback, done, encoded))
+
+    def _submission(
+        self,
+        events: Sequence[Event],
+        callback: Callback | None,
+        done: threading.Event | None,
+        encoded: Sequence[bytes] | None,
+    ) -> _Submission:
+        """Encode in the caller's thread, so a bad value fails the caller."""
         if encoded is None:
             encode = self.codec.encode
             encoded = [encode(e) for e in events]
         elif len(encoded) != len(events):
             raise ValueError("encoded must hold one entry per event")
         stored = [StoredEvent(e.stream_id, e.version, e.type, data) for e, data in zip(events, encoded, strict=True)]
-        sub = _Submission(events, stored, callback, done)
+        return _Submission(events, stored, callback, done)
+
+    def _enqueue(self, sub: _Submission) -> _Submission:
         with self._cond:
             if self._closed:
                 raise StoreError("the event store is closed", code="STORE_CLOSED")
@@ -234,11 +269,12 @@ class EventStore:
 
     def _take_batch(self) -> list[_Submission] | None:
         with self._cond:
-            while not self._queue:
-                self._idle = True
-                self._cond.notify_all()
-                if self._closed:
-                    return None
+            while not self._queue or self._inline:
+                if not self._queue and not self._inline:
+                    self._idle = True
+                    self._cond.notify_all()
+                    if self._closed:
+                        return None
                 self._cond.wait()
             if self.linger and sum(len(s.stored) for s in self._queue) < self.max_batch:
                 self._cond.wait(self.linger)
@@ -418,6 +454,7 @@ class EventStore:
                 return
             self._closed = True
             self._cond.notify_all()
+            self._cond.wait_for(lambda: not self._inline, timeout)
             thread = self._thread
         if thread is not None:
             thread.join(timeout)

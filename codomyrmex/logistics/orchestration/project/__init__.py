@@ -25,6 +25,7 @@ from domain.errors import (
 from engine.defaults import (
     get_orchestration_engine,
     get_project_manager,
+    get_resource_manager,
     get_task_orchestrator,
     get_workflow_manager,
 )
@@ -33,6 +34,8 @@ from engine.orchestration_engine import OrchestrationEngine
 from engine.project_manager import ProjectManager
 from engine.project_models import Project
 from engine.registry import ActionRegistry, action, register_action
+from engine.resource_manager import ResourceManager
+from engine.resource_models import Resource, ResourceAllocation, ResourceLimits
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
 
@@ -47,7 +50,11 @@ __all__ = [
     "ProjectManager",
     "ProjectStatus",
     "ProjectType",
+    "Resource",
+    "ResourceAllocation",
     "ResourceAllocationError",
+    "ResourceLimits",
+    "ResourceManager",
     "ResourceStatus",
     "ResourceType",
     "SessionStatus",
@@ -66,6 +73,7 @@ __all__ = [
     "action",
     "get_orchestration_engine",
     "get_project_manager",
+    "get_resource_manager",
     "get_task_orchestrator",
     "get_workflow_manager",
     "register_action",
