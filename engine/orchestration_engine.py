@@ -24,12 +24,11 @@ raises ``ValueError``, as the spec says.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 import queue
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -54,10 +53,11 @@ from engine.builtins import register_missing_builtins
 from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import OrchestrationConfig, load_config
-from engine.models import OrchestrationSession, Task, TaskResult, WorkflowExecution, WorkflowStep
+from engine.models import OrchestrationSession, Task, TaskResult, WorkflowStep
 from engine.project_manager import ProjectManager
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_manager import ResourceManager
+from engine.results import failure, run_coroutine, workflow_result
 from engine.store import open_store
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
@@ -95,41 +95,6 @@ SESSION_OPTIONS = {
 }
 FAILURE_RATE_DEGRADED = 0.25
 FAILURE_RATE_UNHEALTHY = 0.75
-
-
-def _failure(error: OrchestrationError, **extra: Any) -> dict[str, Any]:
-    return {**extra, **error.to_response()}
-
-
-def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to the end from synchronous code, also when the caller is itself
-    inside a running event loop (then in a helper thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        # A plain loop, not asyncio.run: on the main thread asyncio.run's Ctrl-C
-        # handling formats the coroutine's whole result (twice) as it finishes.
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(coro)
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-    box: list[Any] = []
-
-    def runner() -> None:
-        try:
-            box.append((True, asyncio.run(coro)))
-        except BaseException as e:  # noqa: BLE001 -- handed back to the caller below
-            box.append((False, e))
-
-    thread = threading.Thread(target=runner, name="engine-sync-bridge")
-    thread.start()
-    thread.join()
-    ok, value = box[0]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
 
 
 def _int_option(name: str, value: object) -> int:
@@ -458,7 +423,7 @@ class OrchestrationEngine:
         try:
             self._session_resources(session_id)
         except OrchestrationError as e:
-            return _failure(e, **empty)
+            return failure(e, **empty)
         return None
 
     def _ensure_janitor(self) -> None:
@@ -515,46 +480,18 @@ class OrchestrationEngine:
             with self._lock:
                 self._active_workflows[sid] = self._active_workflows.get(sid, 0) + 1
             try:
-                execution = _run_coroutine(
+                execution = run_coroutine(
                     self.workflow_manager.execute_workflow(name, params, session_id=sid, actor=user)
                 )
             except OrchestrationError as e:
-                return _failure(e, result=None, execution_time=None, steps_executed=0, session_id=sid)
+                return failure(e, result=None, execution_time=None, steps_executed=0, session_id=sid)
             except TimeoutError as e:
                 err = WorkflowExecutionError(f"workflow {name!r} timed out: {e}", code="WORKFLOW_TIMEOUT")
-                return _failure(err, result=None, execution_time=None, steps_executed=0, session_id=sid)
+                return failure(err, result=None, execution_time=None, steps_executed=0, session_id=sid)
             finally:
                 with self._lock:
                     self._active_workflows[sid] -= 1
-        return self._workflow_result(execution, sid)
-
-    def _workflow_result(self, execution: WorkflowExecution, sid: str) -> dict[str, Any]:
-        steps = execution.performance_metrics.get("steps", {})
-        executed = sum(1 for s in steps.values() if s.get("attempts", 0) > 0)
-        result = {
-            "success": execution.status is WorkflowStatus.COMPLETED,
-            "result": _execution_dict(execution),
-            "results": dict(execution.results),
-            "error": None,
-            "execution_time": execution.performance_metrics.get("duration"),
-            "steps_executed": executed,
-            "run_id": execution.run_id,
-            "status": execution.status.value,
-            "errors": list(execution.errors),
-            "session_id": sid,
-        }
-        if not result["success"]:
-            err = WorkflowExecutionError(
-                f"workflow {execution.workflow_name!r} {execution.status.value}: " + "; ".join(execution.errors),
-                code="WORKFLOW_FAILED",
-                details={"run_id": execution.run_id, "errors": list(execution.errors)},
-                suggestions=[
-                    "Read the failed steps' errors above; fix the action or its parameters and run again.",
-                    f"Inspect the run's events: History(store).events() filtered by correlation id {execution.run_id}.",
-                ],
-            )
-            result.update(err.to_response())
-        return result
+        return workflow_result(execution, session_id=sid)
 
     def execute_task(self, task: Task | dict[str, Any], session_id: str | None = None) -> dict[str, Any]:
         """Run one task in a session (its limits apply); ``{"success", "result",
@@ -568,9 +505,9 @@ class OrchestrationEngine:
                 try:
                     task = Task(**task)
                 except TypeError as e:
-                    return _failure(ValidationError(f"invalid task dict: {e}"), result=None, task_id=None)
+                    return failure(ValidationError(f"invalid task dict: {e}"), result=None, task_id=None)
             if not isinstance(task, Task):
-                return _failure(ValidationError(f"expected a Task or dict, got {type(task).__name__}"),
+                return failure(ValidationError(f"expected a Task or dict, got {type(task).__name__}"),
                                 result=None, task_id=None)  # fmt: skip
             done = threading.Event()
             try:
@@ -578,7 +515,7 @@ class OrchestrationEngine:
                 self.task_orchestrator.start_execution()
                 self.task_orchestrator.when_final([task.id], done.set)
             except OrchestrationError as e:
-                return _failure(e, result=None, task_id=task.id)
+                return failure(e, result=None, task_id=task.id)
             done.wait()
             got = self.task_orchestrator.get_task(task.id)
             assert got is not None
@@ -633,7 +570,7 @@ class OrchestrationEngine:
                 name, steps = self._complex_definition(workflow_definition)
                 self.workflow_manager.create_workflow(name, steps, save=False)
             except OrchestrationError as e:
-                return _failure(e, results={}, execution_stats={})
+                return failure(e, results={}, execution_stats={})
             outcome = self._execute_in_session(name, {}, sid, user)
             run_id = outcome.get("run_id")
             stats = self._run_stats(run_id) if run_id else {}
@@ -910,20 +847,6 @@ def _plain(event: Event) -> dict[str, Any]:
 
     data: dict[str, Any] = msgspec.to_builtins(event)
     return data
-
-
-def _execution_dict(execution: WorkflowExecution) -> dict[str, Any]:
-    """Plain form of a run (no deep copy: the values are the recorded results)."""
-    return {
-        "workflow_name": execution.workflow_name,
-        "status": execution.status.value,
-        "start_time": execution.start_time.isoformat() if execution.start_time else None,
-        "end_time": execution.end_time.isoformat() if execution.end_time else None,
-        "results": execution.results,
-        "errors": execution.errors,
-        "performance_metrics": execution.performance_metrics,
-        "run_id": execution.run_id,
-    }
 
 
 def _task_failure(task_id: str, status: TaskStatus, result: TaskResult) -> dict[str, Any]:

@@ -36,18 +36,16 @@ more milestones or runs; its files stay where they are).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import os
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from domain.enums import ProjectStatus, ProjectType, WorkflowStatus
+from domain.enums import ProjectStatus, ProjectType
 from domain.errors import (
     DuplicateIdError,
     OrchestrationError,
@@ -75,6 +73,7 @@ from engine.config import load_config
 from engine.models import WorkflowExecution
 from engine.project_models import Project, ProjectTemplate
 from engine.registry import DEFAULT_REGISTRY
+from engine.results import failure, run_coroutine, workflow_result
 from engine.store import EventStore
 from engine.task_orchestrator import TaskOrchestrator
 from engine.templates import PACKAGE_TEMPLATES, load_templates, package_workflow
@@ -89,36 +88,6 @@ T = TypeVar("T")
 PROJECT_TOPICS = tuple(cls.TYPE for cls in PROJECT_EVENT_TYPES)
 CREATE_OPTIONS = frozenset({"description", "author", "tags"})
 RUNNABLE = (ProjectStatus.PLANNING, ProjectStatus.ACTIVE)
-
-
-def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to the end from synchronous code, also when the caller is itself
-    inside a running event loop (then in a helper thread). A copy of the engine's
-    helper: importing it from ``engine.orchestration_engine`` would make the engine
-    and this module import each other once the engine uses projects."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: list[Any] = []
-
-    def runner() -> None:
-        try:
-            box.append((True, asyncio.run(coro)))
-        except BaseException as e:  # noqa: BLE001 -- handed back to the caller below
-            box.append((False, e))
-
-    thread = threading.Thread(target=runner, name="project-sync-bridge")
-    thread.start()
-    thread.join()
-    ok, value = box[0]
-    if not ok:
-        raise value
-    return value  # type: ignore[no-any-return]
-
-
-def _failure(error: OrchestrationError, **extra: Any) -> dict[str, Any]:
-    return {**extra, **error.to_response()}
 
 
 class ProjectManager:
@@ -287,8 +256,10 @@ class ProjectManager:
                     files=files,
                 )
                 self.store.append([event])
-            except BaseException:
-                _remove(made)
+            except BaseException as e:
+                left = _remove(made)
+                if left:
+                    e.add_note(f"could not remove what create_project made: {'; '.join(left)}")
                 raise
         project = self.get_project(name)
         assert project is not None
@@ -527,19 +498,19 @@ class ProjectManager:
         try:
             run_params = self._prepare_run(project_name, workflow_name, dict(params), actor)
         except OrchestrationError as e:
-            return _failure(e, **empty)
+            return failure(e, **empty)
         with self._lock:
             self._in_flight[project_name] = self._in_flight.get(project_name, 0) + 1
         try:
-            execution = _run_coroutine(
+            execution = run_coroutine(
                 self.workflow_manager.execute_workflow(workflow_name, run_params, session_id=session_id, actor=actor)
             )
         except OrchestrationError as e:
-            return _failure(e, **empty)
+            return failure(e, **empty)
         finally:
             with self._lock:
                 self._in_flight[project_name] -= 1
-        result = _workflow_result(execution, project_name)
+        result = workflow_result(execution, project=project_name)
         try:
             self._link(project_name, execution, actor)
         except OrchestrationError as e:
@@ -632,47 +603,16 @@ class ProjectManager:
         self.close()
 
 
-def _remove(made: list[Path]) -> None:
-    """Undo :meth:`ProjectManager._make_tree`: remove what it made, newest first."""
+def _remove(made: list[Path]) -> list[str]:
+    """Undo :meth:`ProjectManager._make_tree`: remove what it made, newest first.
+    Returns what could not be removed (reported with the original error)."""
+    left: list[str] = []
     for path in reversed(made):
         try:
             if path.is_dir() and not path.is_symlink():
                 path.rmdir()
             else:
                 path.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-def _workflow_result(execution: WorkflowExecution, project: str) -> dict[str, Any]:
-    """The engine's ``execute_workflow`` dict for a finished run (plus ``project``)."""
-    steps = execution.performance_metrics.get("steps", {})
-    result: dict[str, Any] = {
-        "success": execution.status is WorkflowStatus.COMPLETED,
-        "result": {
-            **asdict(execution),
-            "status": execution.status.value,
-            "start_time": execution.start_time.isoformat() if execution.start_time else None,
-            "end_time": execution.end_time.isoformat() if execution.end_time else None,
-        },
-        "results": dict(execution.results),
-        "error": None,
-        "execution_time": execution.performance_metrics.get("duration"),
-        "steps_executed": sum(1 for s in steps.values() if s.get("attempts", 0) > 0),
-        "run_id": execution.run_id,
-        "status": execution.status.value,
-        "errors": list(execution.errors),
-        "project": project,
-    }
-    if not result["success"]:
-        err = WorkflowExecutionError(
-            f"workflow {execution.workflow_name!r} {execution.status.value}: " + "; ".join(execution.errors),
-            code="WORKFLOW_FAILED",
-            details={"run_id": execution.run_id, "errors": list(execution.errors), "project": project},
-            suggestions=[
-                "Read the failed steps' errors above; fix the action or its parameters and run again.",
-                f"Inspect the run's events: History(store).events() filtered by correlation id {execution.run_id}.",
-            ],
-        )
-        result.update(err.to_response())
-    return result
+        except OSError as e:
+            left.append(f"{path}: {e}")
+    return left
