@@ -9,6 +9,13 @@ Variants:
 ``one-by-one``
     ``start_execution()`` first, then one ``add_task`` per task, each returning once
     its ``task.created`` is durable; tasks run while later ones are being added.
+``batch-read``
+    ``batch``, with every task declaring the same shared resource
+    (:data:`SHARED_READ`: ``TaskResource(LOCK, "shared", mode="read")``). Readers share,
+    so nothing waits: the difference to ``batch`` is what declaring costs (recording
+    it in ``task.created``, the lock table at admission and release). Also checked:
+    every task (live and re-read from the log) carries the declaration, and no
+    resource is held at the end.
 
 The timed span is from the first add to ``wait_for_completion`` returning True. Peak
 RSS is read right after it (before the checks, which allocate). Checks: every task
@@ -24,13 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.actions import ACTIONS, CONCURRENCY, WORKERS, check_results, graph, headline
-from domain.enums import TaskStatus
-from engine.models import Task
+from domain.enums import ResourceType, TaskStatus
+from engine.models import Task, TaskResource
 from engine.registry import ActionRegistry
 from engine.task_orchestrator import TaskOrchestrator
 from replay_tools.history import History
 
 MODULE = "bench"
+SHARED_READ = TaskResource(type=ResourceType.LOCK, identifier="shared", mode="read")
+VARIANTS = ("batch", "one-by-one", "batch-read")
 
 
 def store_url(backend: str, tmpdir: str) -> str:
@@ -56,8 +65,11 @@ def make_registry() -> ActionRegistry:
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     workload, n, backend, variant = spec["workload"], spec["n"], spec["backend"], spec["variant"]
     timeout = float(spec.get("timeout", 120.0))
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
     url = store_url(backend, spec["tmpdir"])
     nodes = graph(workload, n)
+    declared = variant == "batch-read"
     tasks = [
         Task(
             id=node.id,
@@ -66,13 +78,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             action=node.action,
             parameters=node.params,
             dependencies=list(node.deps),
+            resources=[TaskResource(SHARED_READ.type, SHARED_READ.identifier, SHARED_READ.mode)] if declared else [],
         )
         for node in nodes
     ]
     orch = TaskOrchestrator(max_workers=WORKERS, store=url, registry=make_registry())
     errors: list[str] = []
     try:
-        if variant == "batch":
+        if variant in ("batch", "batch-read"):
             t0 = time.perf_counter()
             orch.add_tasks(tasks)
             t_added = time.perf_counter()
@@ -89,8 +102,6 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             finished = orch.wait_for_completion(timeout)
             t_end = time.perf_counter()
             exec_seconds = None
-        else:
-            raise ValueError(f"unknown variant {variant!r}")
         rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
         if not finished:
@@ -98,9 +109,17 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         stats = orch.get_execution_stats()
         if stats["total_tasks"] != len(nodes) or stats["completed"] != len(nodes):
             errors.append(f"expected {len(nodes)} tasks, all completed; stats say {stats}")
-        not_done = [t.id for t in orch.list_tasks() if t.status is not TaskStatus.COMPLETED]
+        listed = orch.list_tasks()
+        not_done = [t.id for t in listed if t.status is not TaskStatus.COMPLETED]
         if not_done:
             errors.append(f"{len(not_done)} task(s) not COMPLETED, e.g. {not_done[:3]}")
+        want_resources = [SHARED_READ] if declared else []
+        wrong_res = [t.id for t in listed if t.resources != want_resources]
+        if wrong_res:
+            errors.append(f"{len(wrong_res)} task(s) do not declare {want_resources}, e.g. {wrong_res[:3]}")
+        held = orch._locks.held()  # the scheduler's lock table (engine/resource_locks.py)
+        if held:
+            errors.append(f"resources still held after completion: {held}")
         results: dict[str, Any] = {}
         for node in nodes:
             result = orch.get_task_result(node.id)
@@ -128,7 +147,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         orch.close()
 
     if backend.startswith("sqlite") and not errors:
-        errors += check_durable(url, workload, n, len(nodes))
+        errors += check_durable(url, workload, n, len(nodes), declared=declared)
     return {
         "tasks": len(nodes),
         "seconds": t_end - t0,
@@ -140,8 +159,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_durable(url: str, workload: str, n: int, count: int) -> list[str]:
-    """Re-open the closed file and fold the log: the same results must come back."""
+def check_durable(url: str, workload: str, n: int, count: int, *, declared: bool = False) -> list[str]:
+    """Re-open the closed file and fold the log: the same results (and, for
+    ``batch-read``, every task's declared resource) must come back."""
     with History.open(url) as history:
         view = history.task_view()
     errors: list[str] = []
@@ -149,4 +169,8 @@ def check_durable(url: str, workload: str, n: int, count: int) -> list[str]:
         errors.append(f"re-read log: {len(view.tasks)} tasks, {view.counts[TaskStatus.COMPLETED]} completed")
     got = {tid: rec.result.data for tid, rec in view.tasks.items() if rec.result is not None}
     errors += [f"re-read log: {e}" for e in check_results(workload, n, got)]
+    want = [(SHARED_READ.type, SHARED_READ.identifier, SHARED_READ.mode)] if declared else []
+    wrong = [tid for tid, rec in view.tasks.items() if [(r.type, r.identifier, r.mode) for r in rec.resources] != want]
+    if wrong:
+        errors.append(f"re-read log: {len(wrong)} task(s) do not record the resources {want}, e.g. {wrong[:3]}")
     return errors

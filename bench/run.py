@@ -1,6 +1,6 @@
 """Benchmark of the orchestration engine against bare baselines, in one run.
 
-    python bench/run.py [--quick] [--only W1,W2,W3,W4,WF1000,APPEND,REPLAY] [--repeat N] [--json out.json]
+    python bench/run.py [--quick] [--only W1,W2,W3,W4,WF1000,APPEND,REPLAY,RES] [--repeat N] [--json out.json]
 
 Every measurement runs in a fresh child process (``python bench/run.py --child SPEC``)
 that reports its own peak RSS (``ru_maxrss``), so each number is that run's own peak.
@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULT_PREFIX = "BENCH-RESULT "
-SECTIONS = ("W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY")
+SECTIONS = ("W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY", "RES")
 WORKLOADS = ("W1", "W2", "W3", "W4")
 SIZES: dict[str, dict[str, int]] = {
     "full": {
@@ -44,6 +44,8 @@ SIZES: dict[str, dict[str, int]] = {
         "APPEND": 8000,
         "REPLAY": 100_000,
         "REPLAY_BATCH": 4000,
+        "RES_PAIRS": 250,  # allocate/deallocate pairs per thread (4 threads)
+        "RES_W1": 2000,
     },
     "quick": {
         "W1": 200,
@@ -54,6 +56,8 @@ SIZES: dict[str, dict[str, int]] = {
         "APPEND": 800,
         "REPLAY": 10_000,
         "REPLAY_BATCH": 400,
+        "RES_PAIRS": 25,
+        "RES_W1": 200,
     },
 }
 TARGET_W1_TASKS_PER_S = 5000.0
@@ -61,6 +65,7 @@ TARGET_W4_OVER_IDEAL = 0.15
 TARGET_REPLAY_EVENTS_PER_S = 100_000.0
 TARGET_W1_RSS_MB = 60.0
 TARGET_WORKFLOW_VS_ORCH = 1.5  # a workflow of 1,000 independent steps vs the same tasks via add_tasks
+TARGET_RESOURCE_VS_PLAIN = 1.3  # W1 with a shared read resource per task vs plain W1
 
 
 # =============================================================================
@@ -100,6 +105,10 @@ def child_main(spec_json: str) -> int:
             from bench import store_bench
 
             out = store_bench.run_replay(spec)
+        elif kind == "res-alloc":
+            from bench import res_bench
+
+            out = res_bench.run(spec)
         elif kind == "floor":
             import resource
 
@@ -250,6 +259,18 @@ PAIR_CONFIGS: list[tuple[str, str, str]] = [
     ("orch", "memory", "batch"),
     ("engine", "memory", "workflow"),
 ]
+# RES: allocate/deallocate pairs from 4 threads (the lock-protected dict is the baseline),
+# then W1 with and without a shared read resource per task, on each store.
+RES_ALLOC_BACKENDS = ("lock", "sqlite", "memory")
+# The lock baseline does 100x the pairs: at ~1 µs a pair, RES_PAIRS alone would time
+# little more than the threads waking up. Compared by rate (pairs/s), not by time.
+RES_LOCK_FACTOR = 100
+RES_W1_CONFIGS: list[tuple[str, str]] = [
+    ("sqlite", "batch"),
+    ("sqlite", "batch-read"),
+    ("memory", "batch"),
+    ("memory", "batch-read"),
+]
 APPEND_MODES: list[tuple[str, str, dict[str, Any]]] = [
     # (key, kind, spec extras)
     ("raw", "raw", {"include_encode": False}),
@@ -304,6 +325,29 @@ class Bench:
             progress(f"event append (n={n}), repetition {rep + 1}/{self.args.repeat}")
             for key, kind, extras in APPEND_MODES:
                 self.add("append", ("APPEND", key), {"kind": kind, "n": n, **extras}, mode=key)
+
+    def run_res(self, progress: Any) -> None:
+        pairs, n = self.sizes["RES_PAIRS"], self.sizes["RES_W1"]
+        timeout = 60.0 if self.args.quick else 120.0
+        for rep in range(self.args.repeat):
+            progress(
+                f"resources: {pairs} alloc/dealloc pairs x 4 threads, W1 (n={n}) with/without a read resource, "
+                f"repetition {rep + 1}/{self.args.repeat}"
+            )
+            for backend in RES_ALLOC_BACKENDS:
+                n_pairs = pairs * RES_LOCK_FACTOR if backend == "lock" else pairs
+                spec = {"kind": "res-alloc", "backend": backend, "n": n_pairs}
+                self.add("res-alloc", ("RES", "alloc", backend), spec, backend=backend)
+            for backend, variant in RES_W1_CONFIGS:
+                spec = {
+                    "kind": "orch",
+                    "workload": "W1",
+                    "n": n,
+                    "backend": backend,
+                    "variant": variant,
+                    "timeout": timeout,
+                }
+                self.add("res-w1", ("RES", "W1", backend, variant), spec, backend=backend, variant=variant)
 
     def run_replay(self, progress: Any) -> None:
         n, batch = self.sizes["REPLAY"], self.sizes["REPLAY_BATCH"]
@@ -690,6 +734,8 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
         console.print(t)
         console.print()
 
+    render_res(bench, console)
+
     if targets:
         console.print(
             "[bold]Targets[/] (reported, not asserted)"
@@ -726,6 +772,142 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
             f"benchmark wall time {wall:.1f} s"
         )
     return console
+
+
+RES_ALLOC_LABEL = {
+    "lock": "baseline: threading.Lock + dict counter",
+    "sqlite": "ResourceManager · durable SQLite",
+    "memory": "ResourceManager · memory://",
+}
+
+
+def _span(vals: list[float], spec: str) -> str:
+    return f"{min(vals):{spec}}-{max(vals):{spec}}" if len(vals) > 1 else "—"
+
+
+def render_res(bench: Bench, console: Any) -> None:
+    """The RES section: allocate/deallocate pairs, and W1 with a shared read resource."""
+    from rich.table import Table
+
+    reps = bench.args.repeat
+    alloc = [bench.rows[("RES", "alloc", b)] for b in RES_ALLOC_BACKENDS if ("RES", "alloc", b) in bench.rows]
+    if alloc:
+        pairs = bench.sizes["RES_PAIRS"]
+        base = bench.rows.get(("RES", "alloc", "lock"))
+        base_rate = _pairs_per_s(base) if base else None
+        console.print(
+            f"[bold]Resource allocation[/] — 4 threads, each {pairs:,} pairs of allocate_resources(user-k, "
+            '{"semaphore": {"slots": 1}}) + deallocate_resources(user-k) on ONE semaphore resource '
+            f"(capacity 64), vs the same loop on a threading.Lock-protected dict (x{RES_LOCK_FACTOR} the pairs, "
+            f"so it is measurable); median of {reps}; 'vs lock' = lock pairs/s / pairs/s (higher is slower)"
+        )
+        t = Table()
+        for col, just in [
+            ("Runner", "left"),
+            ("Pairs", "right"),
+            ("Seconds", "right"),
+            ("min-max s", "right"),
+            ("Pairs/s", "right"),
+            ("µs/pair", "right"),
+            ("vs lock", "right"),
+            ("Pairs/s by quarter of the run", "right"),
+            ("Commits", "right"),
+            ("RSS MB", "right"),
+            ("Valid", "center"),
+        ]:
+            t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        for r in alloc:
+            secs = r.seconds
+            total = r.runs[0].out.get("pairs") if r.runs else None
+            rate = _pairs_per_s(r)
+            quarters = r.extra("quarter_rates")
+            t.add_row(
+                RES_ALLOC_LABEL[r.key[2]],
+                _fmt(total, ","),
+                _fmt(secs, ".4f"),
+                _span(r.values("seconds"), ".4f"),
+                _fmt(rate, ",.0f"),
+                _fmt(1e6 / rate if rate else None, ",.2f"),
+                "1.00"
+                if r.key[2] == "lock" and rate
+                else _fmt(base_rate / rate if rate and base_rate else None, ",.0f", "x"),
+                " / ".join(f"{q:,.0f}" for q in quarters) if quarters else "—",
+                _fmt(r.extra("commits"), ","),
+                _fmt(_mb(r.rss_kib), ".1f"),
+                _ok(r),
+            )
+        console.print(t)
+        console.print(
+            "  checked: every allocation granted, every deallocation True, 0 allocated and no holder at the end, "
+            "the log holds exactly 'pairs' allocation.granted/released and resource.allocated/released events "
+            "(SQLite: the closed file re-read); Commits: store transactions in the timed loop"
+        )
+        console.print()
+
+    stores = [b for b in ("sqlite", "memory") if ("RES", "W1", b, "batch-read") in bench.rows]
+    if stores:
+        n = bench.sizes["RES_W1"]
+        console.print(
+            f"[bold]Resource declarations[/] — W1 ({n:,} independent inc tasks, add_tasks + start_execution, "
+            "TaskOrchestrator(max_workers=4)) with every task declaring TaskResource(LOCK, 'shared', mode='read') "
+            f"vs plain W1, same run and store; median of {reps}; ratio = resource median / plain median"
+        )
+        t = Table()
+        for col, just in [
+            ("Store", "left"),
+            ("Plain s", "right"),
+            ("min-max s", "right"),
+            ("Read resource s", "right"),
+            ("min-max s", "right"),
+            ("Resource / plain", "right"),
+            ("Paired ratios min-max", "right"),
+            ("Tasks/s plain", "right"),
+            ("Tasks/s resource", "right"),
+            ("RSS MB plain / res", "right"),
+            ("Valid", "center"),
+        ]:
+            t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+        for backend in stores:
+            plain = bench.rows.get(("RES", "W1", backend, "batch"))
+            res = bench.rows[("RES", "W1", backend, "batch-read")]
+            pv = plain.values("seconds") if plain else []
+            rv = res.values("seconds")
+            paired = [b / a for a, b in zip(pv, rv, strict=False) if a]
+            ps, rs = (plain.seconds if plain else None), res.seconds
+            tasks = res.runs[0].out.get("tasks") if res.runs else None
+            t.add_row(
+                STORE_LABEL[backend],
+                _fmt(ps, ".3f"),
+                _span(pv, ".3f") if pv else "—",
+                _fmt(rs, ".3f"),
+                _span(rv, ".3f") if rv else "—",
+                _fmt(_res_ratio(bench, backend), ".2f", "x"),
+                f"{min(paired):.2f}-{max(paired):.2f}x" if len(paired) > 1 else "—",
+                _fmt(tasks / ps if tasks and ps else None, ",.0f"),
+                _fmt(tasks / rs if tasks and rs else None, ",.0f"),
+                f"{_fmt(_mb(plain.rss_kib) if plain else None, '.1f')} / {_fmt(_mb(res.rss_kib), '.1f')}",
+                "[green]✓[/]" if plain and plain.ok and res.ok else "[bold red]✗ FAIL[/]",
+            )
+        console.print(t)
+        console.print(
+            "  checked as W1 (every task COMPLETED with i + 1, store without failures, SQLite re-read), plus: every "
+            "task declares the resource (live and in the re-read log), nothing held at the end"
+        )
+        console.print()
+
+
+def _pairs_per_s(row: Row) -> float | None:
+    secs = row.seconds
+    total = row.runs[0].out.get("pairs") if row.runs else None
+    return total / secs if total and secs else None
+
+
+def _res_ratio(bench: Bench, backend: str) -> float | None:
+    plain = bench.rows.get(("RES", "W1", backend, "batch"))
+    res = bench.rows.get(("RES", "W1", backend, "batch-read"))
+    if plain is None or res is None or not plain.seconds or not res.seconds:
+        return None
+    return res.seconds / plain.seconds
 
 
 def _vs_orch(bench: Bench, row: Row) -> float | None:
@@ -819,6 +1001,16 @@ def evaluate_targets(bench: Bench) -> list[dict[str, Any]]:
                 f"{ratio:.2f}x ({eng_row.seconds:.3f} s / {orch_row.seconds:.3f} s)",
                 ratio <= TARGET_WORKFLOW_VS_ORCH,
             )
+    for backend in ("sqlite", "memory"):
+        ratio = _res_ratio(bench, backend)
+        plain, res = rows.get(("RES", "W1", backend, "batch")), rows.get(("RES", "W1", backend, "batch-read"))
+        if ratio is not None and plain is not None and res is not None:
+            add(
+                f"Resource declarations: W1 with a shared read resource per task vs plain W1, {STORE_LABEL[backend]}",
+                f"<= {TARGET_RESOURCE_VS_PLAIN:.1f}x plain W1",
+                f"{ratio:.2f}x ({res.seconds:.3f} s / {plain.seconds:.3f} s)",
+                ratio <= TARGET_RESOURCE_VS_PLAIN,
+            )
     r = rows.get(("REPLAY",))
     if r and r.seconds:
         eps = r.runs[0].out["events"] / r.seconds
@@ -845,7 +1037,9 @@ def to_json(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]]
                 "exec_seconds_median": r.median("exec_seconds"),
                 "add_seconds_median": r.median("add_seconds"),
                 "open_seconds_median": r.median("open_seconds"),
-                "items": r.runs[0].out.get("tasks", r.runs[0].out.get("events")) if r.runs else None,
+                "items": r.runs[0].out.get("tasks", r.runs[0].out.get("events", r.runs[0].out.get("pairs")))
+                if r.runs
+                else None,
                 "peak_rss_kib_max": r.rss_kib,
                 "ok": r.ok,
                 "errors": r.errors,
@@ -911,6 +1105,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_append(progress)
         if "REPLAY" in args.sections:
             bench.run_replay(progress)
+        if "RES" in args.sections:
+            bench.run_res(progress)
         wall = time.perf_counter() - started
         machine["load_at_end"] = load_average()
         targets = evaluate_targets(bench)

@@ -441,13 +441,15 @@ class ResourceBook:
     resources: dict[str, ResourceState] = field(default_factory=dict)
     allocations: dict[str, AllocationState] = field(default_factory=dict)
     rejected: dict[str, AllocationRejected] = field(default_factory=dict)
+    # ACTIVE allocations in grant order, overall and per user: an index kept by evolve()
+    # so that asking for a user's allocations does not scan the whole history.
+    active_all: dict[str, AllocationState] = field(default_factory=dict)
+    active_by_user: dict[str, dict[str, AllocationState]] = field(default_factory=dict)
 
     def active(self, user_id: str | None = None) -> list[AllocationState]:
-        return [
-            a
-            for a in self.allocations.values()
-            if a.status is AllocationStatus.ACTIVE and user_id in (None, a.granted.user_id)
-        ]
+        if user_id is None:
+            return list(self.active_all.values())
+        return list(self.active_by_user.get(user_id, {}).values())
 
 
 def _next(state_version: int, event: Event) -> None:
@@ -485,7 +487,10 @@ def evolve(book: ResourceBook, event: Event) -> ResourceBook:
         return book
     if isinstance(event, AllocationGranted):
         ALLOCATION.decide(ALLOCATION.initial, "grant", event.aggregate_id)
-        book.allocations[event.aggregate_id] = AllocationState(granted=event, version=event.version)
+        granted = AllocationState(granted=event, version=event.version)
+        book.allocations[event.aggregate_id] = granted
+        book.active_all[granted.id] = granted
+        book.active_by_user.setdefault(event.user_id, {})[granted.id] = granted
     elif isinstance(event, AllocationRejected):
         ALLOCATION.decide(ALLOCATION.initial, "reject", event.aggregate_id)
         book.rejected[event.aggregate_id] = event
@@ -496,6 +501,13 @@ def evolve(book: ResourceBook, event: Event) -> ResourceBook:
         _next(alloc.version, event)
         alloc.status = ALLOCATION.decide(alloc.status, _END_TRIGGER[type(event)], alloc.id)
         alloc.version = event.version
+        if alloc.status is not AllocationStatus.ACTIVE:
+            book.active_all.pop(alloc.id, None)
+            mine = book.active_by_user.get(alloc.granted.user_id)
+            if mine is not None:
+                mine.pop(alloc.id, None)
+                if not mine:
+                    del book.active_by_user[alloc.granted.user_id]
     return book
 
 

@@ -1,6 +1,6 @@
 """Smoke run of the benchmark (``python bench/run.py --quick``): every workload runs and
 validates, on both stores, through the TaskOrchestrator and as an engine workflow, in
-fresh child processes."""
+fresh child processes; so do the resource measurements (RES)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_bench_quick_runs_and_validates(tmp_path: Path) -> None:
     report = json.loads(out_json.read_text())
     assert report["ok"] is True
     sections = {row["key"][0] for row in report["summary"]}
-    assert {"W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY"} <= sections
+    assert {"W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY", "RES"} <= sections
     keys = {tuple(row["key"]) for row in report["summary"]}
     for workload in ("W1", "W2", "W3", "W4", "WF1000"):
         for backend in ("sqlite", "memory"):
@@ -44,3 +44,11 @@ def test_bench_quick_runs_and_validates(tmp_path: Path) -> None:
     assert "Workflow vs TaskOrchestrator" in proc.stdout
     targets = [t["name"] for t in report["targets"]]
     assert sum("independent steps vs the same tasks via TaskOrchestrator" in name for name in targets) == 2
+    assert "Resource allocation" in proc.stdout
+    assert "Resource declarations" in proc.stdout
+    for backend in ("lock", "sqlite", "memory"):
+        assert ("RES", "alloc", backend) in keys, f"no RES allocation row for {backend}"
+    for backend in ("sqlite", "memory"):
+        for variant in ("batch", "batch-read"):
+            assert ("RES", "W1", backend, variant) in keys, f"no RES W1 row for {backend}/{variant}"
+    assert sum(name.startswith("Resource declarations:") for name in targets) == 2
