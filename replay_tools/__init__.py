@@ -1,5 +1,17 @@
-"""Read-only tools over a store: history, rebuilt views, and the CLI."""
+"""Read-only tools over a store: history, timelines, the state at any moment, and the
+CLI. Applying events runs projection code only, never an action."""
 
 from replay_tools.history import History
+from replay_tools.state import State, state_at, view_differences, views_equal
+from replay_tools.timeline import Timeline, TimelineEntry, timeline
 
-__all__ = ["History"]
+__all__ = [
+    "History",
+    "State",
+    "Timeline",
+    "TimelineEntry",
+    "state_at",
+    "timeline",
+    "view_differences",
+    "views_equal",
+]

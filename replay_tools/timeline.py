@@ -1,0 +1,262 @@
+"""The timeline of a workflow run, a task, a session, a project or the whole store:
+its events in log order, filterable, with causation links.
+
+Only reads the store: events are decoded and described, never applied to anything
+that could run an action.
+
+What a selection holds:
+
+* ``run``: the run's own events and every event correlated with the run (its steps'
+  task events);
+* ``task``: the task's stream;
+* ``session``: the session's events, events correlated with the session, the tasks
+  started in it (``task.created`` with ``group`` = the session) and the runs started
+  in it (``workflow_run.created`` with ``session_id`` = the session), with everything
+  correlated with those runs;
+* ``project``: the project's stream and the selection of every run linked to it
+  (``project.workflow_linked``);
+* nothing: the whole store.
+
+Several selectors together select the union. Filters (``types``, ``actor``,
+``correlation_id``, ``since``/``until``, inclusive) then narrow it, and ``caused`` links
+are computed among the entries that remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+import domain  # noqa: F401 -- registers every event type, so any event decodes
+from domain.errors import NotFoundError, ValidationError
+from domain.events import EVENT_TYPES, Event, Recorded
+from domain.project import ProjectWorkflowLinked
+from domain.task import TaskCreated
+from domain.workflow import WorkflowRunCreated
+from engine.store import EventStore
+from replay_tools.history import History
+
+__all__ = ["Timeline", "TimelineEntry", "timeline"]
+
+_ENVELOPE = frozenset({"aggregate_id", "version", "timestamp", "actor", "correlation_id", "causation_id", "schema"})
+_VALUE_CHARS = 40
+_SUMMARY_CHARS = 160
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One event of a timeline."""
+
+    position: int
+    """Global position in the log."""
+    event_id: str
+    """Stable id, ``<kind>:<aggregate id>@<version>``."""
+    type: str
+    """Stable type name, e.g. ``task.started``."""
+    kind: str
+    """Aggregate kind, e.g. ``task`` or ``workflow_run``."""
+    aggregate_id: str
+    """Id of the aggregate the event belongs to."""
+    version: int
+    """Position of the event in its aggregate's stream."""
+    timestamp: datetime
+    """When it happened (UTC, timezone-aware)."""
+    actor: str
+    """Who caused it: a session's user or ``system``."""
+    correlation_id: str
+    """The unit of work it belongs to (run, session, ...)."""
+    causation_id: str
+    """Id of the event (or command) that caused it; ``""`` for a user command."""
+    caused: tuple[str, ...]
+    """Ids of the timeline's events whose causation id is this event's id, in log order."""
+    summary: str
+    """One short line of the event's own (non-envelope) fields."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Selected events in log order."""
+
+    entries: tuple[TimelineEntry, ...]
+    """The entries, ordered by position."""
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[TimelineEntry]:
+        return iter(self.entries)
+
+    @property
+    def event_ids(self) -> tuple[str, ...]:
+        """The entries' event ids, in log order."""
+        return tuple(e.event_id for e in self.entries)
+
+    def get(self, event_id: str) -> TimelineEntry | None:
+        """The entry of ``event_id``, or ``None`` when it is not in the timeline."""
+        for entry in self.entries:
+            if entry.event_id == event_id:
+                return entry
+        return None
+
+
+def timeline(
+    history_or_url: History | EventStore | str,
+    *,
+    run: str | None = None,
+    task: str | None = None,
+    session: str | None = None,
+    project: str | None = None,
+    types: Sequence[str] = (),
+    actor: str | None = None,
+    correlation_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Timeline:
+    """The events of a run, task, session or project (default: the whole store), in log
+    order, filtered, with causation links. Unknown ids raise :class:`NotFoundError`;
+    unknown type names and naive datetimes raise :class:`ValidationError`."""
+    if isinstance(types, str):
+        types = (types,)
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown:
+        raise ValidationError(
+            f"unknown event type(s) {unknown}; known types: {sorted(EVENT_TYPES)}",
+            details={"types": unknown},
+        )
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.utcoffset() is None:
+            raise ValidationError(f"{name} must be a timezone-aware datetime, got naive {value.isoformat()}")
+    with _opened(history_or_url) as store:
+        recorded = list(store.read())
+    selected = _select(recorded, run=run, task=task, session=session, project=project)
+    wanted = frozenset(types)
+    kept = [
+        r
+        for r in selected
+        if (not wanted or r.event.type in wanted)
+        and (actor is None or r.event.actor == actor)
+        and (correlation_id is None or r.event.correlation_id == correlation_id)
+        and (since is None or r.event.timestamp >= since)
+        and (until is None or r.event.timestamp <= until)
+    ]
+    caused: dict[str, list[str]] = {}
+    for r in kept:
+        if r.event.causation_id:
+            caused.setdefault(r.event.causation_id, []).append(r.event.event_id)
+    return Timeline(tuple(_entry(r, tuple(caused.get(r.event.event_id, ()))) for r in kept))
+
+
+class _opened:
+    """Context manager: the store of a history, a store, or one opened from a URL (and
+    closed afterwards)."""
+
+    def __init__(self, source: History | EventStore | str) -> None:
+        self.source = source
+        self.owned: EventStore | None = None
+
+    def __enter__(self) -> EventStore:
+        if isinstance(self.source, History):
+            return self.source.store
+        if isinstance(self.source, EventStore):
+            return self.source
+        from engine.store import open_store
+
+        self.owned = open_store(self.source)
+        return self.owned
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned is not None:
+            self.owned.close()
+
+
+def _select(
+    recorded: list[Recorded],
+    *,
+    run: str | None,
+    task: str | None,
+    session: str | None,
+    project: str | None,
+) -> list[Recorded]:
+    if run is None and task is None and session is None and project is None:
+        return recorded
+    streams: set[str] = set()  # "<kind>:<id>"
+    correlations: set[str] = set()
+    if task is not None:
+        _require(recorded, "task", task)
+        streams.add(f"task:{task}")
+    if run is not None:
+        _require(recorded, "workflow_run", run)
+        streams.add(f"workflow_run:{run}")
+        correlations.add(run)
+    if session is not None:
+        _require(recorded, "session", session)
+        streams.add(f"session:{session}")
+        correlations.add(session)
+        for r in recorded:
+            e = r.event
+            if isinstance(e, TaskCreated) and e.group == session:
+                streams.add(e.stream_id)
+            elif isinstance(e, WorkflowRunCreated) and e.session_id == session:
+                streams.add(e.stream_id)
+                correlations.add(e.aggregate_id)
+    if project is not None:
+        _require(recorded, "project", project)
+        streams.add(f"project:{project}")
+        for r in recorded:
+            e = r.event
+            if isinstance(e, ProjectWorkflowLinked) and e.aggregate_id == project:
+                streams.add(f"workflow_run:{e.run_id}")
+                correlations.add(e.run_id)
+    return [r for r in recorded if r.event.stream_id in streams or r.event.correlation_id in correlations]
+
+
+_NOUNS = {"task": "task", "workflow_run": "workflow run", "session": "session", "project": "project"}
+
+
+def _require(recorded: Iterable[Recorded], kind: str, aggregate_id: str) -> None:
+    stream = f"{kind}:{aggregate_id}"
+    if not any(r.event.stream_id == stream for r in recorded):
+        raise NotFoundError(
+            f"no {_NOUNS[kind]} {aggregate_id!r} in this store",
+            details={"kind": kind, "id": aggregate_id},
+            suggestions=[f"List the store's {_NOUNS[kind]}s with timeline(url, types=['{kind}.created'])."],
+        )
+
+
+def _entry(r: Recorded, caused: tuple[str, ...]) -> TimelineEntry:
+    e = r.event
+    return TimelineEntry(
+        position=r.position,
+        event_id=e.event_id,
+        type=e.type,
+        kind=e.KIND,
+        aggregate_id=e.aggregate_id,
+        version=e.version,
+        timestamp=e.timestamp,
+        actor=e.actor,
+        correlation_id=e.correlation_id,
+        causation_id=e.causation_id,
+        caused=caused,
+        summary=_summarize(e),
+    )
+
+
+def _summarize(event: Event) -> str:
+    """One short line of ``event``'s own fields: ``name=value`` pairs, long values cut."""
+    parts = []
+    for name in event.__struct_fields__:
+        if name in _ENVELOPE:
+            continue
+        parts.append(f"{name}={_short(msgspec.to_builtins(getattr(event, name)))}")
+    line = " ".join(parts)
+    return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    text = " ".join(text.split())
+    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 1] + "…"
