@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from domain.errors import OrchestrationError
+from replay_tools.commands import add_commands
 
 __all__ = ["main"]
 
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a small real task graph on the embedded store and print its events")
     demo.add_argument("--store", help="store URL (default: SQLite in $CODOMYRMEX_ORCHESTRATION_DIR)")
     demo.set_defaults(handler=_cmd_demo)
+    add_commands(sub)
     return parser
 
 

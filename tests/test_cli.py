@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,88 @@ def test_module_entry_point() -> None:
         [sys.executable, "-m", "replay_tools", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("codomyrmex-orch ")
+
+
+@pytest.fixture
+def recorded_store(tmp_path: Path) -> tuple[str, str]:
+    """A SQLite store holding one completed and one failed run, and the failed run's id."""
+    from engine.orchestration_engine import OrchestrationEngine
+    from engine.registry import ActionRegistry
+
+    registry = ActionRegistry()
+    registry.register("t", "inc", lambda i: i + 1)
+
+    def boom() -> None:
+        raise RuntimeError("broken step")
+
+    registry.register("t", "boom", boom)
+    engine = OrchestrationEngine(data_dir=str(tmp_path / "data"), registry=registry)
+    try:
+        sid = engine.create_session("ann")
+        ok = {"steps": [{"name": "a", "module": "t", "action": "inc", "parameters": {"i": 1}}]}
+        bad = {"steps": [{"name": "b", "module": "t", "action": "boom"}]}
+        assert engine.execute_complex_workflow(ok, session_id=sid)["success"]
+        failed = engine.execute_complex_workflow(bad, session_id=sid)
+        assert not failed["success"]
+        return engine.store.url, failed["run_id"]
+    finally:
+        engine.close()
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_runs_timeline_state_as_json(recorded_store: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    url, failed_run = recorded_store
+    runs = run_json(capsys, "runs", "--store", url)
+    assert isinstance(runs, list)
+    assert [r["status"] for r in runs] == ["completed", "failed"]
+    events = run_json(capsys, "timeline", failed_run, "--store", url)
+    assert isinstance(events, list)
+    types = [e["type"] for e in events]
+    assert types[0] == "workflow_run.created"
+    assert "task.failed" in types
+    assert types[-1] == "workflow_run.failed"
+    assert all(e["actor"] == "ann" for e in events)
+    state = run_json(capsys, "state", "--at", "0", "--store", url)
+    assert isinstance(state, dict)
+    assert state["position"] == 0
+    assert state["tasks"]["total_tasks"] == 0
+    end = run_json(capsys, "state", "--at", "100000", "--store", url)
+    assert isinstance(end, dict)
+    assert end["workflows"]["completed"] == 1
+    assert end["workflows"]["failed"] == 1
+    schema = run_json(capsys, "schema")
+    assert isinstance(schema, dict)
+    assert "task.started" in json.dumps(schema)
+    diagram = run_json(capsys, "diagram", "task")
+    assert isinstance(diagram, dict)
+    assert "RUNNING --> COMPLETED: complete" in diagram["mermaid"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["timeline", "no-such-run"],
+        ["state", "--at", "yesterday"],
+        ["state", "--at", "2026-01-01T00:00:00"],
+        ["diagram", "spaceship"],
+    ],
+)
+def test_user_mistakes_are_one_line(
+    recorded_store: tuple[str, str], capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    url, _ = recorded_store
+    assert main([*argv, "--store", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:")
+    assert "Traceback" not in err
+
+
+def test_missing_store_is_an_error_not_a_new_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere" / "events.db"
+    assert main(["runs", "--store", f"sqlite:///{missing}"]) == 1
+    assert "no event store" in capsys.readouterr().err
+    assert not missing.exists()

@@ -1,0 +1,220 @@
+"""The CLI's read-only inspection commands: ``runs``, ``timeline``, ``state``, ``schema``
+and ``diagram``. Each takes ``--store URL`` (default: the embedded SQLite store of
+``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``; none writes to the store, and a
+store that does not exist is an error, not a new empty file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+import domain  # noqa: F401  -- registers every event type for decoding
+from domain.errors import NotFoundError, ValidationError
+from domain.events import event_schema
+from domain.lifecycles import LIFECYCLES
+from engine.config import default_store_url
+from engine.store import EventStore, open_store, sqlite_path
+from projections.workflows import fold as fold_workflows
+from replay_tools.history import History
+from replay_tools.state import state_at
+from replay_tools.timeline import timeline
+
+__all__ = ["add_commands"]
+
+
+def _store(args: argparse.Namespace) -> EventStore:
+    url: str = args.store or default_store_url()
+    if url.startswith("sqlite://"):
+        path = Path(sqlite_path(url)).expanduser()
+        if str(path) != ":memory:" and not path.is_file():
+            raise NotFoundError(f"no event store at {path} (pass --store URL or set CODOMYRMEX_ORCHESTRATION_DIR)")
+    return open_store(url)
+
+
+def _print_json(console: Console, data: Any) -> None:
+    console.print_json(msgspec.json.encode(data).decode(), highlight=False)
+
+
+def _cmd_runs(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        view = fold_workflows(store.read(types=tuple(t for t in _types() if t.startswith("workflow"))))
+    runs = sorted(view.runs.values(), key=lambda r: r.created_at)
+    rows = [
+        {
+            "run_id": r.id,
+            "workflow": r.workflow,
+            "version": r.definition_version,
+            "status": r.status.value,
+            "started": r.started_at.isoformat() if r.started_at else None,
+            "duration": r.duration,
+            "session": r.session_id,
+            "errors": len(r.errors),
+        }
+        for r in runs
+    ]
+    if args.json:
+        _print_json(console, rows)
+        return 0
+    table = Table(title=f"workflow runs ({len(rows)})", title_justify="left", show_edge=False)
+    for col in ("run_id", "workflow", "version", "status", "started", "duration", "errors"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        duration = f"{row['duration']:.3f}s" if row["duration"] is not None else "-"
+        table.add_row(
+            str(row["run_id"]),
+            str(row["workflow"]),
+            str(row["version"]),
+            str(row["status"]),
+            str(row["started"] or "-"),
+            duration,
+            str(row["errors"]),
+        )
+    console.print(table)
+    return 0
+
+
+def _types() -> list[str]:
+    from domain.events import EVENT_TYPES
+
+    return sorted(EVENT_TYPES)
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise ValidationError(f"{name}: {value!r} is not an ISO 8601 time (e.g. 2026-11-25T14:02:00+00:00)") from e
+    if parsed.tzinfo is None:
+        raise ValidationError(f"{name}: {value!r} has no timezone; add one (e.g. +00:00 or Z)")
+    return parsed
+
+
+def _cmd_timeline(args: argparse.Namespace, console: Console) -> int:
+    selectors = {"run": args.run, "task": args.task, "session": args.session, "project": args.project}
+    with _store(args) as store:
+        result = timeline(
+            History(store),
+            types=tuple(args.type or ()),
+            actor=args.actor,
+            since=_time(args.since, "--since"),
+            until=_time(args.until, "--until"),
+            **{k: v for k, v in selectors.items() if v},
+        )
+    if args.json:
+        _print_json(console, [_entry(e) for e in result.entries])
+        return 0
+    table = Table(title=f"timeline ({len(result)} events)", title_justify="left", show_edge=False)
+    for col in ("pos", "at (UTC)", "event", "aggregate", "v", "actor", "caused by", "details"):
+        table.add_column(col, overflow="fold")
+    for e in result.entries:
+        table.add_row(str(e.position), e.timestamp.strftime("%H:%M:%S.%f")[:-3], e.type,
+                      e.aggregate_id, str(e.version), e.actor, e.causation_id, e.summary)  # fmt: skip
+    console.print(table)
+    return 0
+
+
+def _entry(e: Any) -> dict[str, Any]:
+    return {
+        "position": e.position,
+        "event_id": e.event_id,
+        "type": e.type,
+        "aggregate_id": e.aggregate_id,
+        "version": e.version,
+        "timestamp": e.timestamp.isoformat(),
+        "actor": e.actor,
+        "correlation_id": e.correlation_id,
+        "causation_id": e.causation_id,
+        "caused": list(e.caused),
+        "summary": e.summary,
+    }
+
+
+def _cmd_state(args: argparse.Namespace, console: Console) -> int:
+    at = args.at
+    position: int | None = None
+    when: datetime | None = None
+    if at.isdigit():
+        position = int(at)
+    else:
+        when = _time(at, "--at")
+    with _store(args) as store:
+        state = state_at(History(store), position=position, at=when)
+    data: dict[str, Any] = {
+        "position": state.position,
+        "timestamp": state.timestamp.isoformat() if state.timestamp else None,
+        "tasks": state.task_stats,
+        "workflows": state.workflow_summary,
+        "resources": state.resource_usage,
+        "sessions": {s.id: s.status.value for s in state.sessions.sessions.values()},
+        "projects": {p.name: p.status.value for p in state.projects.projects.values()},
+    }
+    if args.json:
+        _print_json(console, data)
+        return 0
+    console.print(f"[bold]state at position {data['position']}[/] ({data['timestamp'] or 'empty log'})")
+    for key in ("tasks", "workflows", "sessions", "projects"):
+        console.print(f"[bold]{key}:[/] {json.dumps(data[key])}")
+    for rid, usage in data["resources"].items():
+        console.print(f"[bold]resource {rid}:[/] {json.dumps(usage)}")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
+    _print_json(console, event_schema())
+    return 0
+
+
+def _cmd_diagram(args: argparse.Namespace, console: Console) -> int:
+    lifecycle = LIFECYCLES.get(args.lifecycle)
+    if lifecycle is None:
+        raise NotFoundError(f"unknown lifecycle {args.lifecycle!r}; known: {', '.join(sorted(LIFECYCLES))}")
+    text = lifecycle.mermaid()
+    if args.json:
+        _print_json(console, {"lifecycle": args.lifecycle, "mermaid": text})
+    else:
+        console.print(text, highlight=False, markup=False)
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Add the inspection commands to the CLI's subparsers."""
+
+    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--store", help="store URL (default: SQLite in $CODOMYRMEX_ORCHESTRATION_DIR)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    runs = common(sub.add_parser("runs", help="list past workflow runs with status and duration"))
+    runs.set_defaults(handler=_cmd_runs)
+
+    tl = common(sub.add_parser("timeline", help="the events of a run, task, session, project or the whole store"))
+    tl.add_argument("run", nargs="?", help="a workflow run id")
+    tl.add_argument("--task")
+    tl.add_argument("--session")
+    tl.add_argument("--project")
+    tl.add_argument("--type", action="append", help="only events of this type (repeatable)")
+    tl.add_argument("--actor")
+    tl.add_argument("--since", help="ISO time with timezone")
+    tl.add_argument("--until", help="ISO time with timezone")
+    tl.set_defaults(handler=_cmd_timeline)
+
+    st = common(sub.add_parser("state", help="every view as it was at a position or a time"))
+    st.add_argument("--at", required=True, help="a log position (integer) or an ISO time with timezone")
+    st.set_defaults(handler=_cmd_state)
+
+    schema = common(sub.add_parser("schema", help="JSON Schema of every event type"))
+    schema.set_defaults(handler=_cmd_schema)
+
+    diagram = common(sub.add_parser("diagram", help="Mermaid state diagram of a lifecycle"))
+    diagram.add_argument("lifecycle", help=f"one of: {', '.join(sorted(LIFECYCLES))}")
+    diagram.set_defaults(handler=_cmd_diagram)
