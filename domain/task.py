@@ -18,7 +18,7 @@ import msgspec
 
 from domain.enums import ResourceType, TaskStatus
 from domain.errors import CorruptHistoryError
-from domain.events import Event, EventMeta, register_event_types
+from domain.events import Event, EventMeta, register_event_types, register_upcaster
 from domain.lifecycles import TASK
 
 __all__ = [
@@ -88,10 +88,15 @@ class TaskReady(_TaskEvent, frozen=True, kw_only=True, tag="task.ready"):
 
 class TaskStarted(_TaskEvent, frozen=True, kw_only=True, tag="task.started"):
     """Attempt ``attempt`` (1-based) was admitted: READY -> RUNNING. Durable before the
-    action runs."""
+    action runs.
 
+    Schema 2 adds ``worker``: who runs the attempt (e.g. ``"thread:task-worker-3"``),
+    ``""`` when unknown and for events recorded at schema 1 (upcast on read)."""
+
+    schema: int = 2
     attempt: int
     deadline: datetime | None = None
+    worker: str = ""
 
 
 class TaskCompleted(_TaskEvent, frozen=True, kw_only=True, tag="task.completed"):
@@ -165,6 +170,14 @@ TASK_EVENT_TYPES: tuple[type[_TaskEvent], ...] = (
 )
 register_event_types(*TASK_EVENT_TYPES)
 
+
+def _task_started_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """task.started schema 1 -> 2: ``worker`` did not exist; unknown is ``""``."""
+    return {**raw, "worker": raw.get("worker", "")}
+
+
+register_upcaster(TaskStarted.TYPE, 1, _task_started_v1_to_v2)
+
 # Which lifecycle trigger each status-changing event records.
 TRIGGER_OF: dict[type[Event], str] = {
     TaskReady: "ready",
@@ -215,12 +228,17 @@ def ready(state: TaskState, meta: EventMeta) -> TaskReady:
     return TaskReady(aggregate_id=state.id, version=_next(state, "ready"), **_meta(meta))
 
 
-def start(state: TaskState, meta: EventMeta) -> TaskStarted:
+def start(state: TaskState, meta: EventMeta, worker: str = "") -> TaskStarted:
     version = _next(state, "start")
     timeout = state.definition.timeout
     deadline = meta.timestamp + timedelta(seconds=timeout) if timeout is not None else None
     return TaskStarted(
-        aggregate_id=state.id, version=version, attempt=state.attempt + 1, deadline=deadline, **_meta(meta)
+        aggregate_id=state.id,
+        version=version,
+        attempt=state.attempt + 1,
+        deadline=deadline,
+        worker=worker,
+        **_meta(meta),
     )
 
 

@@ -458,7 +458,7 @@ class TaskOrchestrator:
             dispatch.append(self._start_attempt(state, events))
 
     def _start_attempt(self, state: TaskState, events: list[Event], *, sync: bool = False) -> _Attempt:
-        started = T.start(state, self._meta(f"task:{state.id}@{state.version}", state))
+        started = T.start(state, self._meta(f"task:{state.id}@{state.version}", state), worker=self._executor.name)
         self._decide(events, started)
         attempt = _Attempt(
             state.id,
