@@ -1,13 +1,15 @@
-"""The CLI's read-only inspection commands: ``runs``, ``timeline``, ``state``, ``schema``
-and ``diagram``. Each takes ``--store URL`` (default: the embedded SQLite store of
-``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``; none writes to the store, and a
-store that does not exist is an error, not a new empty file.
+"""The CLI's store commands: ``runs``, ``timeline``, ``state``, ``schema``, ``diagram``,
+``export`` and ``import``. Each takes ``--store URL`` (default: the embedded SQLite
+store of ``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``. Only ``import`` writes
+(to its target); for the others a store that does not exist is an error, not a new
+empty file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from domain.lifecycles import LIFECYCLES
 from engine.config import default_store_url
 from engine.store import EventStore, open_store, sqlite_path
 from projections.workflows import fold as fold_workflows
+from replay_tools.exchange import export_events, import_events
 from replay_tools.history import History
 from replay_tools.state import state_at
 from replay_tools.timeline import timeline
@@ -186,6 +189,37 @@ def _cmd_diagram(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        if args.out:
+            summary = export_events(store, Path(args.out), run_id=args.run)
+        else:
+            summary = export_events(store, sys.stdout, run_id=args.run)
+    if args.out:
+        message = {"events": summary.events, "out": args.out, "types": summary.types}
+        if args.json:
+            _print_json(console, message)
+        else:
+            console.print(f"exported {summary.events} events to {args.out}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace, console: Console) -> int:
+    source = Path(args.file)
+    if not source.is_file():
+        raise NotFoundError(f"no export file at {source}")
+    url: str = args.store or default_store_url()
+    with open_store(url) as store:  # importing may create the target store
+        summary = import_events(store, source)
+    data = {"events": summary.events, "target_first": summary.target_first, "target_last": summary.target_last,
+            "upcast": summary.upcast}  # fmt: skip
+    if args.json:
+        _print_json(console, data)
+    else:
+        console.print(f"imported {summary.events} events into {url} (upcast from older schemas: {summary.upcast})")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Add the inspection commands to the CLI's subparsers."""
 
@@ -214,6 +248,15 @@ def add_commands(sub: Any) -> None:
 
     schema = common(sub.add_parser("schema", help="JSON Schema of every event type"))
     schema.set_defaults(handler=_cmd_schema)
+
+    export = common(sub.add_parser("export", help="events as JSON Lines: the whole store, or one run"))
+    export.add_argument("run", nargs="?", help="a workflow run id (with everything it references)")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    export.set_defaults(handler=_cmd_export)
+
+    imp = common(sub.add_parser("import", help="append an export's events to a store (validated first)"))
+    imp.add_argument("file", help="a JSON Lines export")
+    imp.set_defaults(handler=_cmd_import)
 
     diagram = common(sub.add_parser("diagram", help="Mermaid state diagram of a lifecycle"))
     diagram.add_argument("lifecycle", help=f"one of: {', '.join(sorted(LIFECYCLES))}")

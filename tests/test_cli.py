@@ -135,3 +135,22 @@ def test_missing_store_is_an_error_not_a_new_file(tmp_path: Path, capsys: pytest
     assert main(["runs", "--store", f"sqlite:///{missing}"]) == 1
     assert "no event store" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_export_then_import_reproduces_the_runs(
+    recorded_store: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, failed_run = recorded_store
+    out = tmp_path / "run.jsonl"
+    assert main(["export", failed_run, "--out", str(out), "--store", url]) == 0
+    capsys.readouterr()
+    target = f"sqlite:///{tmp_path / 'copy.db'}"
+    summary = run_json(capsys, "import", str(out), "--store", target)
+    assert isinstance(summary, dict)
+    assert summary["events"] == len(out.read_text().splitlines())
+    runs = run_json(capsys, "runs", "--store", target)
+    assert isinstance(runs, list)
+    assert [(r["run_id"], r["status"]) for r in runs] == [(failed_run, "failed")]
+    assert main(["import", str(out), "--store", target]) == 1  # again: a conflict, nothing duplicated
+    assert "imported already" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "missing.jsonl"), "--store", target]) == 1
