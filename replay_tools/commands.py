@@ -1,8 +1,8 @@
 """The CLI's store commands: ``runs``, ``timeline``, ``state``, ``schema``, ``diagram``,
-``export`` and ``import``. Each takes ``--store URL`` (default: the embedded SQLite
-store of ``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``. Only ``import`` writes
-(to its target); for the others a store that does not exist is an error, not a new
-empty file.
+``export``, ``import`` and ``verify`` (exit status 3 when the log has violations).
+Each takes ``--store URL`` (default: the embedded SQLite store of
+``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``. Only ``import`` writes (to its
+target); for the others a store that does not exist is an error, not a new empty file.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from replay_tools.exchange import export_events, import_events
 from replay_tools.history import History
 from replay_tools.state import state_at
 from replay_tools.timeline import timeline
+from replay_tools.verify import verify
 
 __all__ = ["add_commands"]
 
@@ -220,6 +221,26 @@ def _cmd_import(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        report = verify(store)
+    if args.json:
+        _print_json(
+            console,
+            {
+                "ok": report.ok,
+                "events": report.events,
+                "violations": [
+                    {"position": v.position, "event_id": v.event_id, "rule": v.rule, "message": v.message}
+                    for v in report.violations
+                ],
+            },
+        )
+    else:
+        console.print(report.text(), highlight=False, markup=False)
+    return 0 if report.ok else 3
+
+
 def add_commands(sub: Any) -> None:
     """Add the inspection commands to the CLI's subparsers."""
 
@@ -257,6 +278,9 @@ def add_commands(sub: Any) -> None:
     imp = common(sub.add_parser("import", help="append an export's events to a store (validated first)"))
     imp.add_argument("file", help="a JSON Lines export")
     imp.set_defaults(handler=_cmd_import)
+
+    ver = common(sub.add_parser("verify", help="check the log: versions, transitions, causation, decoding"))
+    ver.set_defaults(handler=_cmd_verify)
 
     diagram = common(sub.add_parser("diagram", help="Mermaid state diagram of a lifecycle"))
     diagram.add_argument("lifecycle", help=f"one of: {', '.join(sorted(LIFECYCLES))}")

@@ -154,3 +154,21 @@ def test_export_then_import_reproduces_the_runs(
     assert main(["import", str(out), "--store", target]) == 1  # again: a conflict, nothing duplicated
     assert "imported already" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "missing.jsonl"), "--store", target]) == 1
+
+
+def test_verify_command(recorded_store: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = recorded_store
+    report = run_json(capsys, "verify", "--store", url)
+    assert isinstance(report, dict)
+    assert report["ok"] is True
+    assert report["violations"] == []
+    import sqlite3
+
+    path = url.split(":///", 1)[1]
+    with sqlite3.connect(path) as conn:
+        (rowid,) = conn.execute(
+            "SELECT rowid FROM codomyrmex_events WHERE topic = 'task.ready' ORDER BY rowid LIMIT 1"
+        ).fetchone()
+        conn.execute("DELETE FROM codomyrmex_events WHERE rowid = ?", (rowid,))
+    assert main(["verify", "--store", url]) == 3
+    assert "contiguous-versions" in capsys.readouterr().out
