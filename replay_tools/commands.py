@@ -1,5 +1,5 @@
 """The CLI's store commands: ``runs``, ``timeline``, ``state``, ``schema``, ``diagram``,
-``export``, ``import`` and ``verify`` (exit status 3 when the log has violations).
+``diff``, ``export``, ``import`` and ``verify`` (exit status 3 when the log has violations).
 Each takes ``--store URL`` (default: the embedded SQLite store of
 ``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``. Only ``import`` writes (to its
 target); for the others a store that does not exist is an error, not a new empty file.
@@ -25,6 +25,8 @@ from domain.lifecycles import LIFECYCLES
 from engine.config import default_store_url
 from engine.store import EventStore, open_store, sqlite_path
 from projections.workflows import fold as fold_workflows
+from replay_tools.diagrams import lifecycle_diagram, run_dag
+from replay_tools.diff import diff_runs
 from replay_tools.exchange import export_events, import_events
 from replay_tools.history import History
 from replay_tools.state import state_at
@@ -179,14 +181,40 @@ def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_diagram(args: argparse.Namespace, console: Console) -> int:
-    lifecycle = LIFECYCLES.get(args.lifecycle)
-    if lifecycle is None:
-        raise NotFoundError(f"unknown lifecycle {args.lifecycle!r}; known: {', '.join(sorted(LIFECYCLES))}")
-    text = lifecycle.mermaid()
+    """A lifecycle's state diagram, or (for a run id) the run's DAG coloured by outcome."""
+    if args.target in LIFECYCLES:
+        text = lifecycle_diagram(args.target)
+        kind = "lifecycle"
+    else:
+        with _store(args) as store:
+            text = run_dag(store, args.target)
+        kind = "run"
     if args.json:
-        _print_json(console, {"lifecycle": args.lifecycle, "mermaid": text})
+        _print_json(console, {kind: args.target, "mermaid": text})
     else:
         console.print(text, highlight=False, markup=False)
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        result = diff_runs(store, args.run_a, args.run_b, timing_threshold=args.threshold)
+    if args.json:
+        _print_json(
+            console,
+            {
+                "same_definition": result.same_definition,
+                "empty": result.is_empty,
+                "definition_versions": result.definition_versions,
+                "steps_added": result.steps_added,
+                "steps_removed": result.steps_removed,
+                "outcome_changes": result.outcome_changes,
+                "timing_changes": result.timing_changes,
+                "text": result.text(),
+            },
+        )
+    else:
+        console.print(result.text(), highlight=False, markup=False)
     return 0
 
 
@@ -282,6 +310,12 @@ def add_commands(sub: Any) -> None:
     ver = common(sub.add_parser("verify", help="check the log: versions, transitions, causation, decoding"))
     ver.set_defaults(handler=_cmd_verify)
 
-    diagram = common(sub.add_parser("diagram", help="Mermaid state diagram of a lifecycle"))
-    diagram.add_argument("lifecycle", help=f"one of: {', '.join(sorted(LIFECYCLES))}")
+    diagram = common(sub.add_parser("diagram", help="Mermaid diagram of a lifecycle, or of a run's DAG"))
+    diagram.add_argument("target", help=f"a lifecycle ({', '.join(sorted(LIFECYCLES))}) or a run id")
     diagram.set_defaults(handler=_cmd_diagram)
+
+    dif = common(sub.add_parser("diff", help="what differs between two workflow runs"))
+    dif.add_argument("run_a")
+    dif.add_argument("run_b")
+    dif.add_argument("--threshold", type=float, default=0.5, help="timing differences above this many seconds")
+    dif.set_defaults(handler=_cmd_diff)

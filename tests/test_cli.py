@@ -172,3 +172,23 @@ def test_verify_command(recorded_store: tuple[str, str], capsys: pytest.CaptureF
         conn.execute("DELETE FROM codomyrmex_events WHERE rowid = ?", (rowid,))
     assert main(["verify", "--store", url]) == 3
     assert "contiguous-versions" in capsys.readouterr().out
+
+
+def test_diff_and_run_diagram(recorded_store: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    url, failed_run = recorded_store
+    runs = run_json(capsys, "runs", "--store", url)
+    assert isinstance(runs, list)
+    ok_run = runs[0]["run_id"]
+    assert main(["diff", ok_run, failed_run, "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert "a" in out
+    assert "b" in out
+    same = run_json(capsys, "diff", ok_run, ok_run, "--store", url)
+    assert isinstance(same, dict)
+    assert same["empty"] is True
+    dag = run_json(capsys, "diagram", failed_run, "--store", url)
+    assert isinstance(dag, dict)
+    assert dag["mermaid"].startswith("flowchart LR")
+    assert "failed" in dag["mermaid"]
+    assert main(["diff", ok_run, "no-such-run", "--store", url]) == 1
+    assert capsys.readouterr().err.startswith("error:")
