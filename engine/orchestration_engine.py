@@ -63,6 +63,7 @@ from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
 from projections.sessions import SessionView
 from projections.sessions import apply as apply_session_event
+from projections.tasks import FAILURE_RATE_DEGRADED, FAILURE_RATE_UNHEALTHY
 
 __all__ = ["HANDLER_EVENTS", "OrchestrationEngine"]
 
@@ -93,8 +94,6 @@ SESSION_OPTIONS = {
     "resource_requirements",
     "metadata",
 }
-FAILURE_RATE_DEGRADED = 0.25
-FAILURE_RATE_UNHEALTHY = 0.75
 
 
 def _int_option(name: str, value: object) -> int:

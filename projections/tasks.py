@@ -38,7 +38,20 @@ from domain.task import (
     TaskStarted,
 )
 
-__all__ = ["ResultRecord", "TaskRecord", "TaskView", "apply", "fold"]
+__all__ = [
+    "FAILURE_RATE_DEGRADED",
+    "FAILURE_RATE_UNHEALTHY",
+    "ResultRecord",
+    "TaskRecord",
+    "TaskView",
+    "apply",
+    "fold",
+]
+
+# Health thresholds on the share of finished tasks that failed (judged from 10 finished
+# tasks on), used by the engine's health_check and the CLI's health command alike.
+FAILURE_RATE_DEGRADED = 0.25
+FAILURE_RATE_UNHEALTHY = 0.75
 
 
 @dataclass(slots=True)

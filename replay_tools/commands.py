@@ -1,5 +1,5 @@
 """The CLI's store commands: ``runs``, ``timeline``, ``state``, ``schema``, ``diagram``,
-``diff``, ``export``, ``import`` and ``verify`` (exit status 3 when the log has violations).
+``status``, ``health``, ``diff``, ``export``, ``import`` and ``verify`` (exit status 3 when the log has violations).
 Each takes ``--store URL`` (default: the embedded SQLite store of
 ``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``. Only ``import`` writes (to its
 target); for the others a store that does not exist is an error, not a new empty file.
@@ -24,6 +24,7 @@ from domain.events import event_schema
 from domain.lifecycles import LIFECYCLES
 from engine.config import default_store_url
 from engine.store import EventStore, open_store, sqlite_path
+from projections.tasks import FAILURE_RATE_DEGRADED, FAILURE_RATE_UNHEALTHY
 from projections.workflows import fold as fold_workflows
 from replay_tools.diagrams import lifecycle_diagram, run_dag
 from replay_tools.diff import diff_runs
@@ -218,6 +219,59 @@ def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _status_data(store: EventStore) -> dict[str, Any]:
+    state = state_at(History(store), position=store.max_position())
+    sessions = state.sessions.sessions.values()
+    return {
+        "position": state.position,
+        "timestamp": state.timestamp.isoformat() if state.timestamp else None,
+        "sessions": {"total": len(sessions), "active": sum(1 for s in sessions if s.status.value == "active")},
+        "workflows": {"definitions": len(state.workflows.definitions), **state.workflow_summary},
+        "tasks": state.task_stats,
+        "projects": {p.name: p.status.value for p in state.projects.projects.values()},
+        "resources": state.resource_usage,
+    }
+
+
+def _cmd_status(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        data = _status_data(store)
+    if args.json:
+        _print_json(console, data)
+        return 0
+    console.print(f"[bold]store[/] position {data['position']} (last event {data['timestamp'] or '-'})")
+    for key in ("sessions", "workflows", "tasks", "projects"):
+        console.print(f"[bold]{key}:[/] {json.dumps(data[key])}")
+    for rid, usage in data["resources"].items():
+        console.print(f"[bold]resource {rid}:[/] {json.dumps(usage)}")
+    return 0
+
+
+def _cmd_health(args: argparse.Namespace, console: Console) -> int:
+    """Health from the log alone: the log verifies, and the task failure rate (the same
+    thresholds as the engine's health_check). Exit status 3 when unhealthy."""
+    with _store(args) as store:
+        report = verify(store)
+        data = _status_data(store)
+    issues = [f"{v.rule} @{v.position} {v.event_id}: {v.message}" for v in report.violations[:20]]
+    tasks = data["tasks"]
+    finished = tasks["completed"] + tasks["failed"]
+    rate = tasks["failed"] / finished if finished >= 10 else 0.0
+    status = "unhealthy" if not report.ok or rate >= FAILURE_RATE_UNHEALTHY else "healthy"
+    if status == "healthy" and rate >= FAILURE_RATE_DEGRADED:
+        status = "degraded"
+    if rate >= FAILURE_RATE_DEGRADED:
+        issues.append(f"task failure rate {rate:.0%} over {finished} finished tasks")
+    out = {"overall_status": status, "events": report.events, "failure_rate": rate, "issues": issues}
+    if args.json:
+        _print_json(console, out)
+    else:
+        console.print(f"[bold]{status}[/]: {report.events} events, task failure rate {rate:.0%}")
+        for issue in issues:
+            console.print(f"  - {issue}", highlight=False, markup=False)
+    return 3 if status == "unhealthy" else 0
+
+
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     with _store(args) as store:
         if args.out:
@@ -306,6 +360,12 @@ def add_commands(sub: Any) -> None:
     imp = common(sub.add_parser("import", help="append an export's events to a store (validated first)"))
     imp.add_argument("file", help="a JSON Lines export")
     imp.set_defaults(handler=_cmd_import)
+
+    status = common(sub.add_parser("status", help="what the log says now: sessions, runs, tasks, projects, resources"))
+    status.set_defaults(handler=_cmd_status)
+
+    health = common(sub.add_parser("health", help="the log verifies and tasks mostly succeed (exit 3 if unhealthy)"))
+    health.set_defaults(handler=_cmd_health)
 
     ver = common(sub.add_parser("verify", help="check the log: versions, transitions, causation, decoding"))
     ver.set_defaults(handler=_cmd_verify)

@@ -192,3 +192,18 @@ def test_diff_and_run_diagram(recorded_store: tuple[str, str], capsys: pytest.Ca
     assert "failed" in dag["mermaid"]
     assert main(["diff", ok_run, "no-such-run", "--store", url]) == 1
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_status_and_health(recorded_store: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = recorded_store
+    status = run_json(capsys, "status", "--store", url)
+    assert isinstance(status, dict)
+    assert status["workflows"]["completed"] == 1
+    assert status["workflows"]["failed"] == 1
+    assert status["sessions"] == {"total": 1, "active": 1}
+    assert "system_cpu" in status["resources"]
+    health = run_json(capsys, "health", "--store", url)
+    assert isinstance(health, dict)
+    assert health["overall_status"] == "healthy"  # 1 failure in 2 finished tasks: too few to judge
+    assert main(["health", "--store", url]) == 0
+    capsys.readouterr()
