@@ -1,8 +1,10 @@
 """The CLI's store commands: ``runs``, ``timeline``, ``state``, ``schema``, ``diagram``,
-``status``, ``health``, ``diff``, ``export``, ``import`` and ``verify`` (exit status 3 when the log has violations).
-Each takes ``--store URL`` (default: the embedded SQLite store of
-``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``. Only ``import`` writes (to its
-target); for the others a store that does not exist is an error, not a new empty file.
+``status``, ``health``, ``diff``, ``rerun``, ``export``, ``import`` and ``verify``.
+``verify``, ``health`` and ``rerun`` exit with status 3 when they find a problem (a
+violation, an unhealthy log, a divergence). Each takes ``--store URL`` (default: the
+embedded SQLite store of ``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``. Only
+``import`` and ``rerun`` write, and never to the source store; for the others a store
+that does not exist is an error, not a new empty file.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from replay_tools.diagrams import lifecycle_diagram, run_dag
 from replay_tools.diff import diff_runs
 from replay_tools.exchange import export_events, import_events
 from replay_tools.history import History
+from replay_tools.rerun import rerun
 from replay_tools.state import state_at
 from replay_tools.timeline import timeline
 from replay_tools.verify import verify
@@ -272,6 +275,43 @@ def _cmd_health(args: argparse.Namespace, console: Console) -> int:
     return 3 if status == "unhealthy" else 0
 
 
+def _cmd_rerun(args: argparse.Namespace, console: Console) -> int:
+    """Re-execute a run from its recorded definition version and parameters into a
+    separate store (default memory://) with the current actions: the built-ins, plus
+    those registered by modules named with ``--import`` (imported explicitly)."""
+    import importlib
+
+    from engine.builtins import register_missing_builtins
+    from engine.registry import DEFAULT_REGISTRY
+
+    for module in args.imports or ():
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise NotFoundError(f"--import {module}: {e}") from e
+    register_missing_builtins(DEFAULT_REGISTRY)
+    with _store(args) as store:
+        report = rerun(store, args.run, registry=DEFAULT_REGISTRY, target=args.target)
+    if args.json:
+        first = report.first_divergence
+        _print_json(
+            console,
+            {
+                "same": report.same,
+                "original_run": report.original_run,
+                "new_run": report.new_run,
+                "target": report.target,
+                "first_divergence": None if first is None else {
+                    "step": first.step, "field": first.field, "original": first.original, "new": first.new
+                },
+                "divergences": len(report.divergences),
+            },
+        )  # fmt: skip
+    else:
+        console.print(report.text(), highlight=False, markup=False)
+    return 0 if report.same else 3
+
+
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     with _store(args) as store:
         if args.out:
@@ -360,6 +400,12 @@ def add_commands(sub: Any) -> None:
     imp = common(sub.add_parser("import", help="append an export's events to a store (validated first)"))
     imp.add_argument("file", help="a JSON Lines export")
     imp.set_defaults(handler=_cmd_import)
+
+    rr = common(sub.add_parser("rerun", help="re-execute a run with today's actions and report the first divergence"))
+    rr.add_argument("run")
+    rr.add_argument("--target", default="memory://", help="store for the new run (never the source)")
+    rr.add_argument("--import", dest="imports", action="append", help="a module that registers actions (repeatable)")
+    rr.set_defaults(handler=_cmd_rerun)
 
     status = common(sub.add_parser("status", help="what the log says now: sessions, runs, tasks, projects, resources"))
     status.set_defaults(handler=_cmd_status)

@@ -167,13 +167,9 @@ def rerun(
         manager = WorkflowManager(orchestrator=orchestrator, workflows_dir=None, load_files=False)
         try:
             manager.create_workflow(original.run.workflow, [_workflow_step(s) for s in specs], save=False)
-            execution = run_coroutine(
-                manager.execute_workflow(original.run.workflow, dict(original.run.parameters))
-            )
+            execution = run_coroutine(manager.execute_workflow(original.run.workflow, dict(original.run.parameters)))
             orchestrator.store.flush()
-            new = _snapshot(
-                [r for r in orchestrator.store.read() if _belongs(r, execution.run_id)], execution.run_id
-            )
+            new = _snapshot([r for r in orchestrator.store.read() if _belongs(r, execution.run_id)], execution.run_id)
         finally:
             manager.close()
     finally:

@@ -207,3 +207,15 @@ def test_status_and_health(recorded_store: tuple[str, str], capsys: pytest.Captu
     assert health["overall_status"] == "healthy"  # 1 failure in 2 finished tasks: too few to judge
     assert main(["health", "--store", url]) == 0
     capsys.readouterr()
+
+
+def test_rerun_command(recorded_store: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """The recorded runs used actions registered only in the fixture, so a CLI re-run
+    (built-ins and --import modules only) cannot find them: it diverges at once."""
+    url, failed_run = recorded_store
+    assert main(["rerun", failed_run, "--store", url, "--json"]) == 3
+    out = json.loads(capsys.readouterr().out)
+    assert out["same"] is False
+    assert out["first_divergence"]["step"] == "b"
+    assert main(["rerun", failed_run, "--store", url, "--import", "no_such_module_xyz"]) == 1
+    assert "no_such_module_xyz" in capsys.readouterr().err
