@@ -20,6 +20,7 @@ from rich.table import Table
 
 from domain.errors import OrchestrationError
 from replay_tools.commands import add_commands
+from replay_tools.run_command import add_run_command
 
 __all__ = ["main"]
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--store", help="store URL (default: SQLite in $CODOMYRMEX_ORCHESTRATION_DIR)")
     demo.set_defaults(handler=_cmd_demo)
     add_commands(sub)
+    add_run_command(sub)
     return parser
 
 

@@ -219,3 +219,35 @@ def test_rerun_command(recorded_store: tuple[str, str], capsys: pytest.CaptureFi
     assert out["first_divergence"]["step"] == "b"
     assert main(["rerun", failed_run, "--store", url, "--import", "no_such_module_xyz"]) == 1
     assert "no_such_module_xyz" in capsys.readouterr().err
+
+
+def test_run_a_workflow_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "m.py").write_text("def f():\n    return 1\n")
+    flow = tmp_path / "flow.json"
+    flow.write_text(
+        json.dumps(
+            {
+                "name": "scan-it",
+                "steps": [
+                    {"name": "scan", "module": "static_analysis", "action": "analyze_code_quality",
+                     "parameters": {"path": "{{path}}"}},
+                    {"name": "env", "module": "environment_setup", "action": "check_environment"},
+                ],
+            }
+        )
+    )  # fmt: skip
+    store = f"sqlite:///{tmp_path / 'events.db'}"
+    assert main(["run", str(flow), "--param", "path=./src", "--store", store, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["success"] is True
+    assert out["results"]["scan"]["files"] == 1
+    runs = run_json(capsys, "runs", "--store", store)
+    assert isinstance(runs, list)
+    assert runs[0]["workflow"] == "scan-it"
+    assert main(["run", str(tmp_path / "missing.json"), "--store", store]) == 1
+    assert main(["run", str(flow), "--param", "novalue", "--store", store]) == 1
+    capsys.readouterr()
