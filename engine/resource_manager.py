@@ -225,12 +225,17 @@ class ResourceManager:
                     self._apply_locked(recorded)
 
     def _catch_up(self) -> None:
-        """Apply what other writers committed: through our store's listener, or, for
-        another process's store, by reading the log past our position."""
+        """Apply what other writers committed. Our live view only sees what our own
+        store committed, so another process's events can sit at positions *below* ours:
+        reading past our position would miss them. So rebuild the book and the view
+        from the whole resource log (conflicts are rare, and this log is small)."""
         self.store.flush()
         with self._view_lock:
-            for recorded in self.store.read(start=self.view.position + 1, types=RESOURCE_TOPICS):
-                self._apply_locked(recorded)
+            book, view = ResourceBook(), ResourceView()
+            for recorded in self.store.read(types=RESOURCE_TOPICS):
+                evolve(book, recorded.event)
+                apply_resource_event(view, recorded)
+            self._book, self.view = book, view
 
     def _meta(self, actor: str = "system", correlation_id: str = "") -> EventMeta:
         return EventMeta(timestamp=self.runtime.clock.now(), actor=actor, correlation_id=correlation_id)
