@@ -1,5 +1,5 @@
 """The CLI's store commands: ``runs``, ``timeline``, ``state``, ``schema``, ``diagram``,
-``status``, ``health``, ``diff``, ``rerun``, ``export``, ``import`` and ``verify``.
+``status``, ``health``, ``diff``, ``report``, ``rerun``, ``export``, ``import`` and ``verify``.
 ``verify``, ``health`` and ``rerun`` exit with status 3 when they find a problem (a
 violation, an unhealthy log, a divergence). Each takes ``--store URL`` (default: the
 embedded SQLite store of ``$CODOMYRMEX_ORCHESTRATION_DIR``) and ``--json``. Only
@@ -32,6 +32,7 @@ from replay_tools.diagrams import lifecycle_diagram, run_dag
 from replay_tools.diff import diff_runs
 from replay_tools.exchange import export_events, import_events
 from replay_tools.history import History
+from replay_tools.report import markdown_report
 from replay_tools.rerun import rerun
 from replay_tools.state import state_at
 from replay_tools.timeline import timeline
@@ -312,6 +313,22 @@ def _cmd_rerun(args: argparse.Namespace, console: Console) -> int:
     return 0 if report.same else 3
 
 
+def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    with _store(args) as store:
+        text = markdown_report(store, args.run)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        if args.json:
+            _print_json(console, {"run": args.run, "out": args.out, "bytes": len(text.encode())})
+        else:
+            console.print(f"wrote the report of {args.run} to {args.out}")
+    elif args.json:
+        _print_json(console, {"run": args.run, "markdown": text})
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace, console: Console) -> int:
     with _store(args) as store:
         if args.out:
@@ -400,6 +417,11 @@ def add_commands(sub: Any) -> None:
     imp = common(sub.add_parser("import", help="append an export's events to a store (validated first)"))
     imp.add_argument("file", help="a JSON Lines export")
     imp.set_defaults(handler=_cmd_import)
+
+    rep = common(sub.add_parser("report", help="a Markdown report of a run: steps, graph, errors, events"))
+    rep.add_argument("run")
+    rep.add_argument("--out", help="file to write (default: standard output)")
+    rep.set_defaults(handler=_cmd_report)
 
     rr = common(sub.add_parser("rerun", help="re-execute a run with today's actions and report the first divergence"))
     rr.add_argument("run")

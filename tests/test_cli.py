@@ -251,3 +251,19 @@ def test_run_a_workflow_file(
     assert main(["run", str(tmp_path / "missing.json"), "--store", store]) == 1
     assert main(["run", str(flow), "--param", "novalue", "--store", store]) == 1
     capsys.readouterr()
+
+
+def test_markdown_report(recorded_store: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url, failed_run = recorded_store
+    out = tmp_path / "report.md"
+    assert main(["report", failed_run, "--out", str(out), "--store", url]) == 0
+    capsys.readouterr()
+    text = out.read_text()
+    assert text.startswith(f"# Run `{failed_run}`")
+    assert "| status | **failed** |" in text
+    assert "| b | failed | 1 |" in text
+    assert "RuntimeError: broken step" in text
+    assert "```mermaid\nflowchart LR" in text
+    assert "| workflow_run.failed |" in text
+    assert main(["report", "no-such-run", "--store", url]) == 1
+    assert capsys.readouterr().err.startswith("error:")
