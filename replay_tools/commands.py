@@ -173,11 +173,16 @@ def _cmd_state(args: argparse.Namespace, console: Console) -> int:
         _print_json(console, data)
         return 0
     console.print(f"[bold]state at position {data['position']}[/] ({data['timestamp'] or 'empty log'})")
-    for key in ("tasks", "workflows", "sessions", "projects"):
+    _print_views(console, data)
+    return 0
+
+
+def _print_views(console: Console, data: dict[str, Any]) -> None:
+    """The per-view lines ``state`` and ``status`` print."""
+    for key in ("sessions", "workflows", "tasks", "projects"):
         console.print(f"[bold]{key}:[/] {json.dumps(data[key])}")
     for rid, usage in data["resources"].items():
         console.print(f"[bold]resource {rid}:[/] {json.dumps(usage)}")
-    return 0
 
 
 def _cmd_schema(args: argparse.Namespace, console: Console) -> int:
@@ -244,10 +249,7 @@ def _cmd_status(args: argparse.Namespace, console: Console) -> int:
         _print_json(console, data)
         return 0
     console.print(f"[bold]store[/] position {data['position']} (last event {data['timestamp'] or '-'})")
-    for key in ("sessions", "workflows", "tasks", "projects"):
-        console.print(f"[bold]{key}:[/] {json.dumps(data[key])}")
-    for rid, usage in data["resources"].items():
-        console.print(f"[bold]resource {rid}:[/] {json.dumps(usage)}")
+    _print_views(console, data)
     return 0
 
 

@@ -32,8 +32,7 @@ from projections import tasks as task_proj
 from projections import workflows as wf_proj
 from projections.tasks import TaskRecord
 from projections.workflows import RunRecord
-from replay_tools.history import History
-from replay_tools.timeline import _opened
+from replay_tools.history import History, opened_store
 
 __all__ = ["ABSENT", "RunDiff", "RunSnapshot", "diff_runs", "load_run"]
 
@@ -74,7 +73,7 @@ def _read_selection(store: EventStore, run_id: str) -> list[Recorded]:
 
 def load_run(store_or_url: History | EventStore | str, run_id: str) -> RunSnapshot:
     """Rebuild run ``run_id`` and its step tasks; :class:`NotFoundError` if unknown."""
-    with _opened(store_or_url) as store:
+    with opened_store(store_or_url) as store:
         selected = _read_selection(store, run_id)
     return _snapshot(selected, run_id)
 
@@ -189,7 +188,7 @@ def diff_runs(
     ``timing_threshold`` raises :class:`ValidationError`."""
     if isinstance(timing_threshold, bool) or not isinstance(timing_threshold, int | float) or timing_threshold < 0:
         raise ValidationError(f"timing_threshold must be a number of seconds >= 0, got {timing_threshold!r}")
-    with _opened(store_or_url) as store:
+    with opened_store(store_or_url) as store:
         recorded = list(store.read())
     a = _snapshot([r for r in recorded if _belongs(r, run_a)], run_a)
     b = _snapshot([r for r in recorded if _belongs(r, run_b)], run_b)

@@ -59,7 +59,8 @@ import domain  # noqa: F401 -- registers every event type
 from domain.errors import ConcurrencyConflictError, OrchestrationError, ValidationError
 from domain.events import EVENT_TYPES, Event, Recorded, event_schema
 from domain.workflow import WorkflowDefined, WorkflowRunCreated
-from engine.store import EventStore, open_store
+from engine.store import EventStore
+from replay_tools.history import opened_store
 
 __all__ = [
     "FORMAT",
@@ -117,23 +118,6 @@ class _Line(msgspec.Struct, frozen=True):
 # -- helpers -------------------------------------------------------------------------
 
 
-class _Opened:
-    """A store given as an EventStore (used as is) or a URL (opened and closed here)."""
-
-    def __init__(self, store_or_url: StoreLike) -> None:
-        if isinstance(store_or_url, EventStore):
-            self.store, self.owned = store_or_url, False
-        else:
-            self.store, self.owned = open_store(store_or_url), True
-
-    def __enter__(self) -> EventStore:
-        return self.store
-
-    def __exit__(self, *exc: object) -> None:
-        if self.owned:
-            self.store.close()
-
-
 def _is_path(target: object) -> bool:
     return isinstance(target, str | os.PathLike)
 
@@ -145,7 +129,7 @@ def export_events(store_or_url: StoreLike, out: IO[str] | PathLike, *, run_id: s
     """Write the whole store (or, with ``run_id``, one workflow run and everything it
     references) to ``out`` (a text stream or a path) as ``codomyrmex-events`` JSON
     Lines. Raises :class:`ValidationError` (``RUN_NOT_FOUND``) for an unknown run."""
-    with _Opened(store_or_url) as store:
+    with opened_store(store_or_url) as store:
         events: Iterable[Recorded] = store.read() if run_id is None else _run_events(store, run_id)
         if _is_path(out):
             assert isinstance(out, str | os.PathLike)
@@ -233,7 +217,7 @@ def import_events(store_or_url: StoreLike, source: IO[str] | PathLike) -> Import
     :class:`ValidationError` naming the line of the first problem, or
     :class:`ConcurrencyConflictError` if the store already holds some of the events;
     in both cases nothing was appended."""
-    with _Opened(store_or_url) as store:
+    with opened_store(store_or_url) as store:
         if _is_path(source):
             assert isinstance(source, str | os.PathLike)
             with Path(source).open(encoding="utf-8") as stream:

@@ -15,7 +15,7 @@ from domain.task import TASK_EVENT_TYPES
 from engine.store import EventStore, open_store
 from projections.tasks import TaskView, fold
 
-__all__ = ["TASK_TOPICS", "History"]
+__all__ = ["TASK_TOPICS", "History", "opened_store"]
 
 TASK_TOPICS: tuple[str, ...] = tuple(cls.TYPE for cls in TASK_EVENT_TYPES)
 
@@ -62,3 +62,25 @@ class History:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class opened_store:
+    """The store of a :class:`History`, an :class:`EventStore` as it is, or a store
+    opened from a URL and closed on exit: the one way every replay tool takes its
+    source."""
+
+    def __init__(self, source: History | EventStore | str) -> None:
+        self.source = source
+        self.owned: EventStore | None = None
+
+    def __enter__(self) -> EventStore:
+        if isinstance(self.source, History):
+            return self.source.store
+        if isinstance(self.source, EventStore):
+            return self.source
+        self.owned = open_store(self.source)
+        return self.owned
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned is not None:
+            self.owned.close()

@@ -34,8 +34,7 @@ from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
 from projections.tasks import TaskRecord
 from replay_tools.diff import RunSnapshot, _belongs, _snapshot
-from replay_tools.history import History
-from replay_tools.timeline import _opened
+from replay_tools.history import History, opened_store
 
 __all__ = ["Divergence", "RerunReport", "rerun"]
 
@@ -156,7 +155,7 @@ def rerun(
             f"target {target!r} is the source store; re-run into a separate store",
             suggestions=["Use target='memory://' or another sqlite:///path."],
         )
-    with _opened(source_store_or_url) as store:
+    with opened_store(source_store_or_url) as store:
         recorded = list(store.read())
         original = _snapshot([r for r in recorded if _belongs(r, run_id)], run_id)
         specs = _definition(store, original.run.workflow, original.run.definition_version)

@@ -28,8 +28,7 @@ from projections.resources import ResourceView
 from projections.sessions import SessionView
 from projections.tasks import TaskView
 from projections.workflows import WorkflowView
-from replay_tools.history import History
-from replay_tools.timeline import _opened
+from replay_tools.history import History, opened_store
 
 __all__ = ["State", "state_at", "view_differences", "views_equal"]
 
@@ -81,7 +80,7 @@ def state_at(
         raise ValidationError(f"position must be an integer >= 0, got {position!r}")
     if at is not None and (not isinstance(at, datetime) or at.utcoffset() is None):
         raise ValidationError(f"at must be a timezone-aware datetime, got {at!r}")
-    with _opened(history_or_url) as store:
+    with opened_store(history_or_url) as store:
         if position is not None:
             return _fold(store.read(stop=position))  # position 0: nothing
         assert at is not None

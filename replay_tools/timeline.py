@@ -38,7 +38,7 @@ from domain.project import ProjectWorkflowLinked
 from domain.task import TaskCreated
 from domain.workflow import WorkflowRunCreated
 from engine.store import EventStore
-from replay_tools.history import History
+from replay_tools.history import History, opened_store
 
 __all__ = ["Timeline", "TimelineEntry", "timeline"]
 
@@ -130,7 +130,7 @@ def timeline(
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.utcoffset() is None:
             raise ValidationError(f"{name} must be a timezone-aware datetime, got naive {value.isoformat()}")
-    with _opened(history_or_url) as store:
+    with opened_store(history_or_url) as store:
         recorded = list(store.read())
     selected = _select(recorded, run=run, task=task, session=session, project=project)
     wanted = frozenset(types)
@@ -148,29 +148,6 @@ def timeline(
         if r.event.causation_id:
             caused.setdefault(r.event.causation_id, []).append(r.event.event_id)
     return Timeline(tuple(_entry(r, tuple(caused.get(r.event.event_id, ()))) for r in kept))
-
-
-class _opened:
-    """Context manager: the store of a history, a store, or one opened from a URL (and
-    closed afterwards)."""
-
-    def __init__(self, source: History | EventStore | str) -> None:
-        self.source = source
-        self.owned: EventStore | None = None
-
-    def __enter__(self) -> EventStore:
-        if isinstance(self.source, History):
-            return self.source.store
-        if isinstance(self.source, EventStore):
-            return self.source
-        from engine.store import open_store
-
-        self.owned = open_store(self.source)
-        return self.owned
-
-    def __exit__(self, *exc: object) -> None:
-        if self.owned is not None:
-            self.owned.close()
 
 
 def _select(

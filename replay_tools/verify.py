@@ -46,8 +46,7 @@ from domain.session import SESSION_TRIGGER_OF, SessionCreated
 from domain.task import TRIGGER_OF, TaskCreated
 from domain.workflow import RUN_TRIGGER_OF, WorkflowRunCreated
 from engine.store import EventStore
-from replay_tools.history import History
-from replay_tools.timeline import _opened
+from replay_tools.history import History, opened_store
 
 __all__ = ["RULES", "VerifyReport", "Violation", "verify"]
 
@@ -151,7 +150,7 @@ def verify(store_or_url: History | EventStore | str) -> VerifyReport:
     def report(position: int | None, event_id: str, rule: str, message: str) -> None:
         violations.append(Violation(position, event_id, rule, message))
 
-    with _opened(store_or_url) as store:
+    with opened_store(store_or_url) as store:
         decode = store.codec.decode
         try:
             for position, topic, state in _rows(store):
