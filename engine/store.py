@@ -25,6 +25,11 @@ committed events.
 batch violates it, the batch is retried one submission at a time, so only the
 conflicting submission fails (with :class:`ConcurrencyConflictError`); the others
 commit. Nothing is silently dropped.
+
+**Hash chain.** Every row is linked to the one before it and the last link is kept in a
+head row, both written inside the insert transaction by the recorders of
+:mod:`engine.recorders` (see :mod:`engine.chain`); :meth:`EventStore.raw_rows` and
+:meth:`EventStore.chain_head` are what ``replay_tools.verify`` checks them with.
 """
 
 from __future__ import annotations
@@ -46,18 +51,12 @@ from eventsourcing.persistence import (
     PersistenceError,
     StoredEvent,
 )
-from eventsourcing.popo import POPOApplicationRecorder
-from eventsourcing.sqlite import (
-    SQLiteApplicationRecorder,
-    SQLiteConnection,
-    SQLiteConnectionPool,
-    SQLiteCursor,
-    SQLiteDatastore,
-)
+from eventsourcing.sqlite import SQLiteDatastore
 
 from domain.errors import ConcurrencyConflictError, StoreError, ValidationError
 from domain.events import Event, Recorded
 from engine.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
+from engine.recorders import ChainedPOPORecorder, ChainedSQLiteRecorder, RawRow, SQLitePool, chained_postgres_recorder
 
 __all__ = ["EventStore", "open_store"]
 
@@ -66,60 +65,6 @@ _log = logging.getLogger(__name__)
 
 Listener = Callable[[Sequence[Recorded]], None]
 Callback = Callable[[Sequence[Recorded] | None, BaseException | None], None]
-
-
-class _BatchSQLiteRecorder(SQLiteApplicationRecorder):
-    """The stock SQLite recorder with two faster paths, same table and semantics.
-
-    * Inserts: the stock recorder inserts row by row to read each ``lastrowid``; one
-      ``executemany`` is ~15% faster. Rowids of one write transaction are contiguous
-      (each is max(rowid)+1 under the write lock), so they are read back at once.
-    * Reads: :meth:`select_rows` returns plain ``(position, topic, state)`` tuples; the
-      stock ``select_notifications`` builds a frozen dataclass per row from
-      ``sqlite3.Row`` lookups, a quarter of the cost of a replay.
-    """
-
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any) -> Sequence[int]:
-        if not stored_events:
-            return []
-        c.executemany(
-            self.insert_events_statement,
-            [(s.originator_id, s.originator_version, s.topic, s.state) for s in stored_events],
-        )
-        c.execute(self.select_max_notification_id_statement)
-        last = int(c.fetchone()[0])
-        return list(range(last - len(stored_events) + 1, last + 1))
-
-    def select_rows(
-        self, start: int, limit: int, stop: int | None, topics: Sequence[str]
-    ) -> list[tuple[int, str, bytes]]:
-        sql = f"SELECT rowid, topic, state FROM {self.events_table_name} WHERE rowid>=?"
-        params: list[Any] = [start]
-        if stop is not None:
-            sql += " AND rowid<=?"
-            params.append(stop)
-        if topics:
-            sql += f" AND topic IN ({','.join('?' * len(topics))})"
-            params.extend(topics)
-        sql += " ORDER BY rowid LIMIT ?"
-        params.append(limit)
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(sql, params)
-            return [(row[0], row[1], row[2]) for row in c.fetchall()]
-
-
-class _SQLitePool(SQLiteConnectionPool):
-    """Sets ``PRAGMA synchronous`` on every connection it opens."""
-
-    def __init__(self, *, synchronous: str, **kwargs: Any) -> None:
-        self.synchronous = synchronous
-        super().__init__(**kwargs)
-
-    def _create_connection(self) -> SQLiteConnection:
-        conn = super()._create_connection()
-        cursor = conn.cursor()
-        cursor.execute(f"PRAGMA synchronous={self.synchronous}")
-        return conn
 
 
 @dataclass
@@ -439,6 +384,30 @@ class EventStore:
             raise StoreError(f"reading {stream_id} from {self.url} failed: {e}") from e
         return [self.codec.decode(row.topic, row.state) for row in rows]
 
+    def raw_rows(self, *, start: int = 1, page: int = 1000) -> Iterator[RawRow]:
+        """Rows exactly as stored, ``(position, originator_id, version, topic, state)``
+        in global order, undecoded: what verification reads (one undecodable row does
+        not hide the rest, and the hash chain is over these bytes)."""
+        position = start
+        while True:
+            try:
+                rows: list[RawRow] = self.recorder.raw_rows(position, page)  # type: ignore[attr-defined]
+            except PersistenceError as e:
+                raise StoreError(f"reading {self.url} failed: {e}") from e
+            yield from rows
+            if len(rows) < page:
+                return
+            position = rows[-1][0] + 1
+
+    def chain_head(self) -> tuple[int, str] | None:
+        """``(position, link)`` of the last chained row (see :mod:`engine.chain`), or
+        ``None`` when the head row is missing (which only tampering causes)."""
+        try:
+            head: tuple[int, str] | None = self.recorder.chain_head()  # type: ignore[attr-defined]
+        except PersistenceError as e:
+            raise StoreError(f"reading {self.url} failed: {e}") from e
+        return head
+
     def max_position(self) -> int:
         try:
             return int(self.recorder.max_notification_id() or 0)
@@ -490,7 +459,7 @@ def open_store(
     kwargs: dict[str, Any] = {"url": url, "codec": codec, "max_batch": max_batch, "linger": linger}
     try:
         if scheme == "memory":
-            return EventStore(POPOApplicationRecorder(), **kwargs)
+            return EventStore(ChainedPOPORecorder(), **kwargs)
         if scheme == "sqlite":
             return _open_sqlite(url, kwargs)
         if scheme in ("postgresql", "postgres"):
@@ -553,15 +522,15 @@ def _open_sqlite(url: str, kwargs: dict[str, Any]) -> EventStore:
     pool_options: dict[str, Any] = {"db_name": db_name, "pool_size": 4, "max_overflow": 8}
     datastore = SQLiteDatastore(originator_id_type="text", **pool_options)
     datastore.pool.close()  # replaced by one that also sets the sync level
-    datastore.pool = _SQLitePool(synchronous=options["synchronous"], **pool_options)
-    recorder = _BatchSQLiteRecorder(datastore, events_table_name=TABLE)
+    datastore.pool = SQLitePool(synchronous=options["synchronous"], **pool_options)
+    recorder = ChainedSQLiteRecorder(datastore, events_table_name=TABLE)
     recorder.create_table()
     return EventStore(recorder, closer=datastore.close, **kwargs)
 
 
 def _open_postgres(url: str, kwargs: dict[str, Any]) -> EventStore:
     try:
-        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+        from eventsourcing.postgres import PostgresDatastore
     except ImportError as e:  # the optional extra is not installed
         raise StoreError(
             "PostgreSQL support needs psycopg: pip install 'codomyrmex-orchestration[postgres]'",
@@ -580,6 +549,6 @@ def _open_postgres(url: str, kwargs: dict[str, Any]) -> EventStore:
         pool_size=2,
         max_overflow=6,
     )
-    recorder = PostgresApplicationRecorder(datastore, events_table_name=TABLE)
+    recorder = chained_postgres_recorder(datastore, TABLE)
     recorder.create_table()
     return EventStore(recorder, closer=datastore.close, **kwargs)

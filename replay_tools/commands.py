@@ -371,6 +371,8 @@ def _cmd_verify(args: argparse.Namespace, console: Console) -> int:
             {
                 "ok": report.ok,
                 "events": report.events,
+                "head": report.head,
+                "unchained": report.unchained,
                 "violations": [
                     {"position": v.position, "event_id": v.event_id, "rule": v.rule, "message": v.message}
                     for v in report.violations
@@ -437,7 +439,7 @@ def add_commands(sub: Any) -> None:
     health = common(sub.add_parser("health", help="the log verifies and tasks mostly succeed (exit 3 if unhealthy)"))
     health.set_defaults(handler=_cmd_health)
 
-    ver = common(sub.add_parser("verify", help="check the log: versions, transitions, causation, decoding"))
+    ver = common(sub.add_parser("verify", help="check the log: hash chain, versions, transitions, causation, decoding"))
     ver.set_defaults(handler=_cmd_verify)
 
     diagram = common(sub.add_parser("diagram", help="Mermaid diagram of a lifecycle, or of a run's DAG"))

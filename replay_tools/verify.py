@@ -20,21 +20,22 @@ Rules (the ``rule`` of each :class:`Violation`):
 ``undecodable``
     a row the codec cannot decode (malformed JSON, wrong shape, unknown type). The row
     is skipped and the pass goes on; a failure of the store itself ends the pass.
-
-Not in scope (yet): tamper detection of an edited row whose JSON still decodes and
-still obeys these rules. That needs a hash chain over the rows, which the log does not
-carry today.
+``hash-chain``
+    every row's bytes (ids, version, type, JSON) match the link stored with it, each link
+    follows from the one before (see :mod:`engine.chain`), and the store's chain head
+    names the last row and its link. This is what catches an edited row whose JSON still
+    decodes and obeys every other rule, and a deleted last row. After a broken link the
+    pass goes on from the stored link, so each tampered row is reported once, where it
+    is. Rows written before the chain existed carry no link (:attr:`VerifyReport.unchained`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
-
-from eventsourcing.persistence import PersistenceError
 
 import domain  # noqa: F401 -- registers every event type, so any event decodes
 from domain import project as project_domain
@@ -45,12 +46,13 @@ from domain.lifecycles import PROJECT, SESSION, TASK, WORKFLOW_RUN, Lifecycle
 from domain.session import SESSION_TRIGGER_OF, SessionCreated
 from domain.task import TRIGGER_OF, TaskCreated
 from domain.workflow import RUN_TRIGGER_OF, WorkflowRunCreated
+from engine import chain
 from engine.store import EventStore
 from replay_tools.history import History, opened_store
 
 __all__ = ["RULES", "VerifyReport", "Violation", "verify"]
 
-RULES: tuple[str, ...] = ("contiguous-versions", "legal-transition", "causation", "undecodable")
+RULES: tuple[str, ...] = ("contiguous-versions", "legal-transition", "causation", "undecodable", "hash-chain")
 
 _EVENT_ID = re.compile(r"^[A-Za-z_][\w.-]*:.+@\d+$")
 
@@ -76,12 +78,18 @@ class VerifyReport:
     events: int
     """Rows read (decoded or not)."""
     violations: tuple[Violation, ...]
+    head: str = chain.GENESIS
+    """The link of the last row, recomputed from the log: keep it elsewhere to notice a
+    rewrite of the whole log later."""
+    unchained: int = 0
+    """Rows written before the hash chain existed (no link of their own)."""
 
     def text(self) -> str:
         """A readable multi-line report: a summary line, then violations by rule."""
+        older = f" ({self.unchained} written before the hash chain)" if self.unchained else ""
         if self.ok:
-            return f"OK: {self.events} events, no violations"
-        lines = [f"FAILED: {self.events} events, {len(self.violations)} violation(s)"]
+            return f"OK: {self.events} events{older}, no violations; chain head {self.head}"
+        lines = [f"FAILED: {self.events} events{older}, {len(self.violations)} violation(s)"]
         for rule in RULES:
             found = [v for v in self.violations if v.rule == rule]
             if not found:
@@ -118,23 +126,55 @@ def _destination(lifecycle: Lifecycle[Any], trigger: str) -> Enum | None:
     return None
 
 
-def _rows(store: EventStore) -> Iterator[tuple[int, str, bytes]]:
-    """Raw ``(position, topic, state)`` rows in global order, so that one undecodable
-    row does not hide the rest."""
-    select_rows = getattr(store.recorder, "select_rows", None)
-    position, page = 1, 1000
-    while True:
-        try:
-            if select_rows is not None:
-                rows: list[tuple[int, str, bytes]] = select_rows(position, page, None, ())
-            else:
-                rows = [(n.id, n.topic, n.state) for n in store.recorder.select_notifications(position, page)]
-        except PersistenceError as e:
-            raise StoreError(f"reading {store.url} failed: {e}") from e
-        yield from rows
-        if len(rows) < page:
+class _ChainCheck:
+    """The ``hash-chain`` rule, fed one raw row at a time."""
+
+    def __init__(self, report: Callable[[int | None, str, str, str], None]) -> None:
+        self.report = report
+        self.previous: str | None = chain.GENESIS  # None: unknown (the row before lost its link)
+        self.last_link = chain.GENESIS
+        self.position = 0
+        self.unchained = 0
+        self.chained = False
+
+    def row(self, position: int, originator_id: str, version: int, topic: str, state: bytes) -> None:
+        body, stored = chain.unseal(state)
+        self.position = position
+        if stored is None:
+            if self.chained:  # a row of a chained log without a link: rewritten by hand
+                self.report(position, f"{originator_id}@{version}", "hash-chain", "the row has lost its chain link")
+                self.previous = None
+                return
+            self.unchained += 1  # written before the chain existed: the links are virtual
+            self.previous = chain.link(self.previous or chain.GENESIS, originator_id, version, topic, body)
+            self.last_link = self.previous
             return
-        position = rows[-1][0] + 1
+        self.chained = True
+        if self.previous is not None and stored != chain.link(self.previous, originator_id, version, topic, body):
+            self.report(
+                position,
+                f"{originator_id}@{version}",
+                "hash-chain",
+                "the row does not match its chain link: this row was edited, or the row before it was "
+                "edited or deleted",
+            )
+        self.previous = stored  # go on from what is stored: each tampered row is reported once
+        self.last_link = stored
+
+    def finish(self, head: tuple[int, str] | None) -> None:
+        if head is None:
+            self.report(None, "", "hash-chain", "the store's chain head is missing (deleted?)")
+            return
+        if head[0] == self.position and (self.previous is None or head[1] == self.previous):
+            return
+        self.report(
+            head[0],
+            "",
+            "hash-chain",
+            f"the chain head names position {head[0]} with link {head[1][:12]}..., but the log ends at "
+            f"position {self.position} with link {self.last_link[:12]}...: rows at the end were deleted, "
+            "or the head or the last row was edited",
+        )
 
 
 def verify(store_or_url: History | EventStore | str) -> VerifyReport:
@@ -150,12 +190,14 @@ def verify(store_or_url: History | EventStore | str) -> VerifyReport:
     def report(position: int | None, event_id: str, rule: str, message: str) -> None:
         violations.append(Violation(position, event_id, rule, message))
 
+    links = _ChainCheck(report)
     with opened_store(store_or_url) as store:
         decode = store.codec.decode
         try:
-            for position, topic, state in _rows(store):
+            for position, originator_id, version, topic, state in store.raw_rows():
                 count += 1
                 last = position
+                links.row(position, originator_id, version, topic, state)
                 try:
                     event = decode(topic, state)
                 except StoreError as e:
@@ -189,9 +231,16 @@ def verify(store_or_url: History | EventStore | str) -> VerifyReport:
                 if cause and _EVENT_ID.match(cause) and cause not in seen:
                     report(position, eid, "causation", f"causation_id {cause!r} names no earlier event")
                 seen.add(eid)
+            links.finish(store.chain_head())
         except StoreError as e:
             report(last + 1 if count else None, "", "undecodable", f"reading stopped: {e}")
-    return VerifyReport(ok=not violations, events=count, violations=tuple(violations))
+    return VerifyReport(
+        ok=not violations,
+        events=count,
+        violations=tuple(violations),
+        head=links.last_link,
+        unchained=links.unchained,
+    )
 
 
 def _check_lifecycle(checked: _Checked, event: Event, statuses: dict[str, Enum]) -> str:

@@ -162,6 +162,8 @@ def test_verify_command(recorded_store: tuple[str, str], capsys: pytest.CaptureF
     assert isinstance(report, dict)
     assert report["ok"] is True
     assert report["violations"] == []
+    assert report["unchained"] == 0
+    assert len(report["head"]) == 64 and report["head"] != "0" * 64
     import sqlite3
 
     path = url.split(":///", 1)[1]
@@ -171,7 +173,9 @@ def test_verify_command(recorded_store: tuple[str, str], capsys: pytest.CaptureF
         ).fetchone()
         conn.execute("DELETE FROM codomyrmex_events WHERE rowid = ?", (rowid,))
     assert main(["verify", "--store", url]) == 3
-    assert "contiguous-versions" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "contiguous-versions" in out
+    assert "hash-chain" in out
 
 
 def test_diff_and_run_diagram(recorded_store: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:

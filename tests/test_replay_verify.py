@@ -71,6 +71,10 @@ def test_a_real_history_verifies_clean(history: tuple[str, Path]) -> None:
     assert report.violations == ()
     assert report.events > 15
     assert report.text().startswith("OK:")
+    assert report.unchained == 0
+    with open_store(url) as store:
+        assert store.chain_head() == (report.events, report.head)
+    assert report.head in report.text()
     with open_store(url) as store:  # an open store works too, and is left open
         assert verify(store) == report
         assert store.max_position() == report.events
@@ -84,6 +88,8 @@ def test_a_deleted_task_row_is_a_version_gap(history: tuple[str, Path], db: sqli
     assert not report.ok
     gaps = [v for v in report.violations if v.rule == "contiguous-versions"]
     assert len(gaps) == 1
+    # the row after the hole no longer follows from the row before it
+    assert [v.position for v in report.violations if v.rule == "hash-chain"] == [rowid + 1]
     assert gaps[0].event_id == f"{stream}@{version + 1}"
     assert stream in gaps[0].message
     # task.started straight from PENDING is not legal either
@@ -97,11 +103,13 @@ def test_an_edited_status_is_an_illegal_transition(history: tuple[str, Path], db
     db.execute(f"UPDATE {TABLE} SET topic='task.cancelled', state=? WHERE rowid=?", (edited, rowid))
     db.commit()
     report = verify(history[0])
-    assert rules(report) == {"legal-transition"}
-    (violation,) = report.violations
+    assert rules(report) == {"legal-transition", "hash-chain"}
+    (violation,) = [v for v in report.violations if v.rule == "legal-transition"]
     assert violation.position == rowid + 1  # the task.started after it
     assert violation.event_id.startswith(stream + "@")
     assert "cancelled" in violation.message
+    (edited_row,) = [v for v in report.violations if v.rule == "hash-chain"]
+    assert edited_row.position == rowid  # the edited row itself, once
 
 
 def test_a_dangling_causation_id_is_reported(history: tuple[str, Path], db: sqlite3.Connection) -> None:
@@ -111,9 +119,10 @@ def test_a_dangling_causation_id_is_reported(history: tuple[str, Path], db: sqli
     db.execute(f"UPDATE {TABLE} SET state=? WHERE rowid=?", (state.replace(cause, b"task:nowhere@7"), rowid))
     db.commit()
     report = verify(history[0])
-    assert report.violations == (
-        Violation(rowid, f"{stream}@{version}", "causation", "causation_id 'task:nowhere@7' names no earlier event"),
-    )
+    assert [v for v in report.violations if v.rule == "causation"] == [
+        Violation(rowid, f"{stream}@{version}", "causation", "causation_id 'task:nowhere@7' names no earlier event")
+    ]
+    assert [(v.position, v.rule) for v in report.violations if v.rule != "causation"] == [(rowid, "hash-chain")]
 
 
 def test_an_undecodable_row_is_reported_and_skipped(history: tuple[str, Path], db: sqlite3.Connection) -> None:
@@ -123,10 +132,13 @@ def test_an_undecodable_row_is_reported_and_skipped(history: tuple[str, Path], d
     db.commit()
     report = verify(history[0])
     assert report.events == total  # the pass went on after the bad row
-    assert rules(report) == {"undecodable"}
-    (violation,) = report.violations
+    assert rules(report) == {"undecodable", "hash-chain"}
+    (violation,) = [v for v in report.violations if v.rule == "undecodable"]
     assert violation.position == rowid
     assert violation.event_id == ""
+    # the garbage carries no link, in a chained log
+    (unlinked,) = [v for v in report.violations if v.rule == "hash-chain"]
+    assert (unlinked.position, unlinked.message) == (rowid, "the row has lost its chain link")
 
 
 def test_text_names_every_rule(history: tuple[str, Path], db: sqlite3.Connection) -> None:

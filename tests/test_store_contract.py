@@ -610,3 +610,52 @@ def test_non_json_values_are_rejected_or_round_trip(value: Any, store: EventStor
         assert list(store.read()) == []
     else:  # accepted: then it must read back as it was written
         assert store.read_stream("task:v") == [event]
+
+
+# -- the hash chain ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A database two stores can share (memory:// is private to its store)."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))
+
+
+def test_two_stores_on_one_database_keep_one_valid_chain(shared_url: str, open_: Callable[..., EventStore]) -> None:
+    """Two writers (as two engine processes would be) interleave commits: each links to
+    whatever was committed last, because the link is made under the write lock."""
+    from replay_tools.verify import verify
+
+    a, b = open_(shared_url), open_(shared_url)
+    errors: list[BaseException] = []
+
+    def write(store: EventStore, prefix: str) -> None:
+        try:
+            for i in range(40):
+                store.append([created(f"{prefix}{i}"), ready(f"{prefix}{i}", 2)], timeout=WAIT)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(s, p)) for s, p in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert not errors
+    report = verify(a)
+    assert report.ok, report.text()
+    assert report.events == 160
+    assert a.chain_head() == b.chain_head() == (a.max_position(), report.head)
+
+
+def test_a_conflict_leaves_the_chain_head_where_it_was(store: EventStore) -> None:
+    from replay_tools.verify import verify
+
+    store.append([created("c1")], timeout=WAIT)
+    before = store.chain_head()
+    with pytest.raises(ConcurrencyConflictError):
+        store.append([created("c2"), created("c1")], timeout=WAIT)
+    assert store.chain_head() == before
+    store.append([ready("c1", 2)], timeout=WAIT)
+    assert verify(store).ok
