@@ -14,7 +14,8 @@
     ├── ExecutionNotStartedError            waiting on work nobody will run
     ├── WorkflowExecutionError              (spec) a workflow run failed
     ├── TaskExecutionError                  (spec) a task's action failed
-    │   └── UnknownActionError (+ LookupError)  no action registered under module/action
+    │   ├── UnknownActionError (+ LookupError)  no action registered under module/action
+    │   └── ActionNotShippableError         an action another process cannot import by name
     ├── ResourceAllocationError             (spec) resources could not be allocated
     └── ProjectManagementError              (spec) a project operation failed
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ActionNotShippableError",
     "ConcurrencyConflictError",
     "CorruptHistoryError",
     "DependencyCycleError",
@@ -167,6 +169,19 @@ class UnknownActionError(TaskExecutionError, LookupError):
         )
         self.module = module
         self.action = action
+
+
+class ActionNotShippableError(TaskExecutionError):
+    """An action that must run in another process (process or Dask executor) cannot be
+    sent there: workers import it by its module path, so it must be a function defined
+    at the top level of an importable module (not a lambda, a closure, a bound method,
+    a ``functools.partial`` or a function defined only in the parent)."""
+
+    default_code = "ACTION_NOT_SHIPPABLE"
+    default_suggestions = (
+        "Define the action as a top-level function of an importable module and register that function.",
+        "Or run this task with the thread executor (executor='threads').",
+    )
 
 
 class ResourceAllocationError(OrchestrationError):

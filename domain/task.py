@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from domain.enums import ResourceType, TaskStatus
-from domain.errors import CorruptHistoryError
+from domain.errors import CorruptHistoryError, IllegalTransitionError
 from domain.events import Event, EventMeta, register_event_types, register_upcaster
 from domain.lifecycles import TASK
 
@@ -31,6 +31,7 @@ __all__ = [
     "TaskReady",
     "TaskRetryScheduled",
     "TaskSkipped",
+    "TaskSoftTimeoutReached",
     "TaskStarted",
     "TaskState",
     "attempt_failed",
@@ -41,6 +42,7 @@ __all__ = [
     "evolve",
     "ready",
     "skip",
+    "soft_timeout_reached",
     "start",
 ]
 
@@ -80,6 +82,9 @@ class TaskCreated(_TaskEvent, frozen=True, kw_only=True, tag="task.created"):
     # alias -> dependency task id, for {{alias.output}} references in parameters
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
     group: str = ""  # the session whose limits apply ("" = none)
+    # seconds after the start of an attempt at which the action is asked to stop
+    # (its cancel_token is set; task.soft_timeout_reached is recorded); < timeout
+    soft_timeout: float | None = None
 
 
 class TaskReady(_TaskEvent, frozen=True, kw_only=True, tag="task.ready"):
@@ -157,6 +162,16 @@ class TaskLateResultDiscarded(_TaskEvent, frozen=True, kw_only=True, tag="task.l
     error_type: str | None = None
 
 
+class TaskSoftTimeoutReached(_TaskEvent, frozen=True, kw_only=True, tag="task.soft_timeout_reached"):
+    """Attempt ``attempt`` ran for ``soft_timeout`` seconds: the action was asked to
+    stop (the stop flag its ``cancel_token`` reads was set). No status change: the
+    attempt's outcome is recorded as usual when the action returns, or the hard
+    ``timeout`` ends it."""
+
+    attempt: int
+    soft_timeout: float
+
+
 TASK_EVENT_TYPES: tuple[type[_TaskEvent], ...] = (
     TaskCreated,
     TaskReady,
@@ -167,6 +182,7 @@ TASK_EVENT_TYPES: tuple[type[_TaskEvent], ...] = (
     TaskCancelled,
     TaskSkipped,
     TaskLateResultDiscarded,
+    TaskSoftTimeoutReached,
 )
 register_event_types(*TASK_EVENT_TYPES)
 
@@ -340,6 +356,20 @@ def discard_late_result(
     )
 
 
+def soft_timeout_reached(state: TaskState, meta: EventMeta) -> TaskSoftTimeoutReached:
+    """The running attempt reached its task's ``soft_timeout``."""
+    soft = state.definition.soft_timeout
+    if state.status is not TaskStatus.RUNNING or soft is None:
+        raise IllegalTransitionError(TASK.name, state.status.value, "soft_timeout", state.id)
+    return TaskSoftTimeoutReached(
+        aggregate_id=state.id,
+        version=state.version + 1,
+        attempt=state.attempt,
+        soft_timeout=soft,
+        **_meta(meta),
+    )
+
+
 def evolve(state: TaskState | None, event: Event) -> TaskState:
     """Apply ``event`` to ``state`` (``None`` before ``task.created``). Updates the
     state in place and returns it; never runs user code."""
@@ -365,5 +395,5 @@ def evolve(state: TaskState | None, event: Event) -> TaskState:
         state.status = TaskStatus.CANCELLED
     elif isinstance(event, TaskSkipped):
         state.status = TaskStatus.SKIPPED
-    # TaskLateResultDiscarded changes nothing but the version.
+    # TaskLateResultDiscarded and TaskSoftTimeoutReached change nothing but the version.
     return state

@@ -70,6 +70,7 @@ class StepSpec(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
     max_retries: int = 3
     retry_delay: float = 1.0
+    soft_timeout: float | None = None
 
 
 class _WorkflowEvent(Event, frozen=True, kw_only=True):

@@ -89,6 +89,9 @@ class Task:
 
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # seconds into an attempt at which the action is asked to stop (< timeout); see
+    # README "Executors and what each guarantees"
+    soft_timeout: float | None = None
 
     @classmethod
     def from_record(cls, rec: TaskRecord) -> Task:
@@ -124,6 +127,7 @@ class Task:
             result=TaskResult.from_record(rec.result) if rec.result is not None else None,
             tags=list(rec.tags),
             metadata=dict(rec.metadata),
+            soft_timeout=rec.soft_timeout,
         )
 
 
@@ -133,7 +137,8 @@ class WorkflowStep:
 
     ``retry_count`` is kept for compatibility with the original file format; the number
     of retries a step actually used is in the run's events. ``retry_delay`` (seconds,
-    default 1.0) is this project's addition.
+    default 1.0) and ``soft_timeout`` (seconds into an attempt at which the action is
+    asked to stop; less than ``timeout``) are this project's additions.
     """
 
     name: str
@@ -145,6 +150,7 @@ class WorkflowStep:
     retry_count: int = 0
     max_retries: int = 3
     retry_delay: float = 1.0
+    soft_timeout: float | None = None
 
 
 @dataclass

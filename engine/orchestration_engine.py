@@ -599,7 +599,16 @@ class OrchestrationEngine:
         for i, raw in enumerate(raw_steps):
             if not isinstance(raw, dict):
                 raise ValidationError(f"step {i} must be a dict, got {type(raw).__name__}")
-            extra = set(raw) - {"name", "module", "action", "parameters", "dependencies", "timeout", "max_retries"}
+            extra = set(raw) - {
+                "name",
+                "module",
+                "action",
+                "parameters",
+                "dependencies",
+                "timeout",
+                "soft_timeout",
+                "max_retries",
+            }
             if extra:
                 raise ValidationError(f"step {raw.get('name', i)!r}: unknown key(s) {sorted(extra)}")
             name = raw.get("name")
@@ -617,6 +626,7 @@ class OrchestrationEngine:
                     parameters=raw.get("parameters") or {},
                     dependencies=deps,
                     timeout=raw.get("timeout"),
+                    soft_timeout=raw.get("soft_timeout"),
                     max_retries=raw.get("max_retries", 0),
                 )
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -21,7 +21,7 @@ from domain.task import ResourceSpec
 from engine.codec import json_problem
 from engine.models import Task, TaskResource
 
-__all__ = ["CREATE_TASK_OPTIONS", "MAX_ID_LENGTH", "definition_of", "task_from_options"]
+__all__ = ["CREATE_TASK_OPTIONS", "MAX_ID_LENGTH", "check_soft_timeout", "definition_of", "task_from_options"]
 
 MAX_ID_LENGTH = 200
 RESOURCE_MODES = ("read", "write", "exclusive")
@@ -34,6 +34,7 @@ CREATE_TASK_OPTIONS = frozenset(
         "priority",
         "resources",
         "timeout",
+        "soft_timeout",
         "max_retries",
         "retry_delay",
         "tags",
@@ -158,6 +159,8 @@ def definition_of(task: object) -> tuple[str, dict[str, Any]]:
     dependencies = _str_list("dependencies", task.dependencies)
     if len(set(dependencies)) != len(dependencies):
         raise _fail("dependencies", "must not repeat an id", dependencies)
+    timeout = _number("timeout", task.timeout, minimum=0, allow_equal=False, optional=True)
+    soft_timeout = check_soft_timeout(task.soft_timeout, timeout, lambda msg, value: _fail("soft_timeout", msg, value))
     return task_id, {
         "name": name,
         "description": _text("description", task.description, allow_empty=True, limit=10_000),
@@ -167,12 +170,30 @@ def definition_of(task: object) -> tuple[str, dict[str, Any]]:
         "dependencies": dependencies,
         "priority": _priority(task.priority),
         "resources": [_resource(r) for r in task.resources],
-        "timeout": _number("timeout", task.timeout, minimum=0, allow_equal=False, optional=True),
+        "timeout": timeout,
+        "soft_timeout": soft_timeout,
         "max_retries": max_retries,
         "retry_delay": _number("retry_delay", task.retry_delay, minimum=0, allow_equal=True, optional=False),
         "tags": _str_list("tags", task.tags),
         "metadata": _json_dict("metadata", task.metadata),
     }
+
+
+def check_soft_timeout(
+    soft_timeout: object, timeout: float | None, fail: Callable[[str, object], ValidationError]
+) -> float | None:
+    """A soft timeout: ``None``, or a finite number of seconds > 0 and less than the
+    hard ``timeout`` when there is one (at the hard timeout the attempt is over, so a
+    soft deadline at or after it could never be reached)."""
+    if soft_timeout is None:
+        return None
+    if isinstance(soft_timeout, bool) or not isinstance(soft_timeout, int | float) or not math.isfinite(soft_timeout):
+        raise fail("must be a finite number of seconds, or None", soft_timeout)
+    if soft_timeout <= 0:
+        raise fail("must be > 0", soft_timeout)
+    if timeout is not None and soft_timeout >= timeout:
+        raise fail(f"must be less than the timeout ({timeout:g} s)", soft_timeout)
+    return float(soft_timeout)
 
 
 def task_from_options(name: str, module: str, action: str, options: Mapping[str, Any]) -> Task:

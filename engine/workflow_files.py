@@ -8,7 +8,8 @@ The format (see the upstream ``workflows/*.json``)::
                 "dependencies": [], "timeout": 60, "retry_count": 0, "max_retries": 3}]}
 
 ``retry_count`` is accepted and ignored (the log knows how many retries a run used);
-``retry_delay`` is this project's optional addition. Unknown keys are errors, so a
+``retry_delay`` and ``soft_timeout`` (seconds into an attempt at which the action is
+asked to stop; less than ``timeout``) are this project's optional additions. Unknown keys are errors, so a
 typo does not silently change a workflow.
 """
 
@@ -27,6 +28,7 @@ from domain.errors import ValidationError
 from domain.workflow import StepSpec
 from engine.codec import json_problem
 from engine.models import WorkflowStep
+from engine.task_input import check_soft_timeout
 
 __all__ = ["parse_workflow_file", "step_spec", "write_workflow_file"]
 
@@ -40,6 +42,7 @@ _STEP_KEYS = {
     "retry_count",
     "max_retries",
     "retry_delay",
+    "soft_timeout",
 }
 
 
@@ -59,6 +62,7 @@ def step_spec(step: WorkflowStep | Mapping[str, Any], where: str) -> StepSpec:
             "timeout": step.timeout,
             "max_retries": step.max_retries,
             "retry_delay": step.retry_delay,
+            "soft_timeout": step.soft_timeout,
         }
     elif isinstance(step, Mapping):
         unknown = set(step) - _STEP_KEYS
@@ -90,6 +94,11 @@ def step_spec(step: WorkflowStep | Mapping[str, Any], where: str) -> StepSpec:
     delay = raw.get("retry_delay", 1.0)
     if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
         raise _fail(where, f"step {raw['name']!r}: retry_delay must be a number >= 0, got {delay!r}")
+    soft = check_soft_timeout(
+        raw.get("soft_timeout"),
+        float(timeout) if timeout is not None else None,
+        lambda message, value: _fail(where, f"step {raw['name']!r}: soft_timeout {message}, got {value!r}"),
+    )
     return StepSpec(
         name=raw["name"],
         module=raw["module"],
@@ -99,6 +108,7 @@ def step_spec(step: WorkflowStep | Mapping[str, Any], where: str) -> StepSpec:
         timeout=float(timeout) if timeout is not None else None,
         max_retries=retries,
         retry_delay=float(delay),
+        soft_timeout=soft,
     )
 
 
@@ -140,6 +150,7 @@ def write_workflow_file(directory: Path, name: str, steps: list[StepSpec]) -> Pa
                 "retry_count": 0,
                 "max_retries": s.max_retries,
                 **({"retry_delay": s.retry_delay} if s.retry_delay != 1.0 else {}),
+                **({"soft_timeout": s.soft_timeout} if s.soft_timeout is not None else {}),
             }
             for s in steps
         ],

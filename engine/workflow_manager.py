@@ -193,6 +193,7 @@ class WorkflowManager:
                 timeout=int(s.timeout) if s.timeout is not None and s.timeout.is_integer() else None,
                 max_retries=s.max_retries,
                 retry_delay=s.retry_delay,
+                soft_timeout=s.soft_timeout,
             )
             for s in record.steps
         ]
@@ -309,6 +310,7 @@ class WorkflowManager:
                     timeout=step.timeout,  # type: ignore[arg-type]
                     max_retries=step.max_retries,
                     retry_delay=step.retry_delay,
+                    soft_timeout=step.soft_timeout,
                     metadata={"workflow": name, "run_id": run_id, "step": step_name},
                 )
             )

@@ -35,6 +35,7 @@ from domain.task import (
     TaskReady,
     TaskRetryScheduled,
     TaskSkipped,
+    TaskSoftTimeoutReached,
     TaskStarted,
 )
 
@@ -92,6 +93,8 @@ class TaskRecord:
     result: ResultRecord | None = None
     late_results: int = 0
     version: int = 1
+    soft_timeout: float | None = None
+    soft_timeouts_reached: int = 0
 
 
 @dataclass
@@ -159,6 +162,7 @@ def _created(view: TaskView, event: TaskCreated) -> None:
         owner=event.owner,
         correlation_id=event.correlation_id,
         created_at=event.timestamp,
+        soft_timeout=event.soft_timeout,
     )
     view.counts[TaskStatus.PENDING] += 1
 
@@ -238,6 +242,10 @@ def _late_result(view: TaskView, rec: TaskRecord, event: TaskLateResultDiscarded
     rec.late_results += 1
 
 
+def _soft_timeout(view: TaskView, rec: TaskRecord, event: TaskSoftTimeoutReached) -> None:
+    rec.soft_timeouts_reached += 1
+
+
 _HANDLERS: dict[type[Any], Callable[[TaskView, TaskRecord, Any], None]] = {
     TaskReady: _ready,
     TaskStarted: _started,
@@ -247,6 +255,7 @@ _HANDLERS: dict[type[Any], Callable[[TaskView, TaskRecord, Any], None]] = {
     TaskCancelled: _cancelled,
     TaskSkipped: _skipped,
     TaskLateResultDiscarded: _late_result,
+    TaskSoftTimeoutReached: _soft_timeout,
 }
 
 

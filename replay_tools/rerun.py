@@ -111,6 +111,7 @@ def _workflow_step(spec: StepSpec) -> WorkflowStep:
         timeout=cast(Any, spec.timeout),  # recorded as seconds (float); accepted as is
         max_retries=spec.max_retries,
         retry_delay=spec.retry_delay,
+        soft_timeout=spec.soft_timeout,
     )
 
 

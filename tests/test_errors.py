@@ -9,6 +9,7 @@ import pytest
 
 from domain import errors
 from domain.errors import (
+    ActionNotShippableError,
     ConcurrencyConflictError,
     CorruptHistoryError,
     DependencyCycleError,
@@ -45,6 +46,7 @@ PARENTS: dict[type[Exception], tuple[type[BaseException], ...]] = {
     WorkflowExecutionError: (OrchestrationError,),
     TaskExecutionError: (OrchestrationError,),
     UnknownActionError: (TaskExecutionError, LookupError),
+    ActionNotShippableError: (TaskExecutionError,),
     ResourceAllocationError: (OrchestrationError,),
     ProjectManagementError: (OrchestrationError,),
 }

@@ -39,6 +39,7 @@ from domain.task import (
     TaskReady,
     TaskRetryScheduled,
     TaskSkipped,
+    TaskSoftTimeoutReached,
     TaskStarted,
     TaskState,
     evolve,
@@ -80,6 +81,7 @@ TASK_SAMPLES: dict[type[Event], Event] = {
         tags=["analysis", "fast"],
         metadata={"origin": "test"},
         owner="bob",
+        soft_timeout=20.0,
     ),
     TaskReady: TaskReady(aggregate_id="t-1", version=2, **ENVELOPE),
     TaskStarted: TaskStarted(aggregate_id="t-1", version=3, **ENVELOPE, attempt=1, deadline=T0 + timedelta(seconds=30)),
@@ -119,6 +121,9 @@ TASK_SAMPLES: dict[type[Event], Event] = {
     ),
     TaskLateResultDiscarded: TaskLateResultDiscarded(
         aggregate_id="t-1", version=5, **ENVELOPE, attempt=1, success=False, execution_time=31.0, error_type="X"
+    ),
+    TaskSoftTimeoutReached: TaskSoftTimeoutReached(
+        aggregate_id="t-1", version=4, **ENVELOPE, attempt=1, soft_timeout=20.0
     ),
 }
 
@@ -192,6 +197,7 @@ def test_task_events_are_registered() -> None:
         "task.ready",
         "task.retry_scheduled",
         "task.skipped",
+        "task.soft_timeout_reached",
         "task.started",
     ]
 
@@ -842,6 +848,26 @@ def test_discard_late_result_in_any_status_changes_only_the_version(status: Task
     assert state == dataclasses.replace(before, version=6)
 
 
+def test_soft_timeout_reached_changes_only_the_version() -> None:
+    state = at(TaskStatus.RUNNING, attempt=2, soft_timeout=1.5, timeout=3.0)
+    before = dataclasses.replace(state)
+    event = task.soft_timeout_reached(state, META)
+    assert event == TaskSoftTimeoutReached(aggregate_id="t-1", version=6, attempt=2, soft_timeout=1.5, **ENVELOPE)
+    evolve(state, event)
+    assert state == dataclasses.replace(before, version=6)
+
+
+@pytest.mark.parametrize("status", [s for s in TaskStatus if s is not TaskStatus.RUNNING])
+def test_soft_timeout_reached_only_while_running(status: TaskStatus) -> None:
+    with pytest.raises(IllegalTransitionError):
+        task.soft_timeout_reached(at(status, attempt=1, soft_timeout=1.0), META)
+
+
+def test_soft_timeout_reached_needs_a_soft_timeout() -> None:
+    with pytest.raises(IllegalTransitionError):
+        task.soft_timeout_reached(at(TaskStatus.RUNNING, attempt=1), META)
+
+
 def _decision(name: str) -> Callable[[TaskState], Event]:
     calls: dict[str, Callable[[TaskState], Event]] = {
         "ready": lambda s: task.ready(s, META),
@@ -922,7 +948,7 @@ def test_legal_decision_leads_where_the_lifecycle_says(name: str, status: TaskSt
 
 
 def test_trigger_of_covers_every_status_changing_event() -> None:
-    assert set(TRIGGER_OF) == set(TASK_EVENT_TYPES) - {TaskCreated, TaskLateResultDiscarded}
+    assert set(TRIGGER_OF) == set(TASK_EVENT_TYPES) - {TaskCreated, TaskLateResultDiscarded, TaskSoftTimeoutReached}
     assert set(TRIGGER_OF.values()) == task.TASK.triggers
 
 
