@@ -33,6 +33,10 @@ Environment variables
 ``CODOMYRMEX_STORE_URL``          ``store_url`` (``memory://``, ``sqlite:///...``,
                                   ``postgresql://...``)
 ``CODOMYRMEX_CONFIG``             the JSON config file, when ``config_file`` is not given
+``CODOMYRMEX_EXECUTOR``           ``executor``: ``threads``, ``processes`` or ``dask``
+``CODOMYRMEX_PROCESS_WORKERS``    ``process_workers`` (an integer, 1..1024)
+``CODOMYRMEX_DASK_SCHEDULER_ADDRESS``  ``dask_scheduler_address`` (``tcp://host:8786``)
+``CODOMYRMEX_DASK_WORKERS``       ``dask_workers`` (an integer, 1..1024)
 
 The other keys have no environment variable. An empty variable counts as unset.
 ``load_config(env=...)`` reads a given mapping instead of ``os.environ``.
@@ -61,7 +65,11 @@ project's additions (``data_dir``, ``store_url``, ``allow_imports``, ``enable_sh
       "data_dir": "./.orchestration",
       "store_url": "sqlite:////var/lib/codomyrmex/events.db",
       "allow_imports": ["mypkg."],
-      "enable_shell": false
+      "enable_shell": false,
+      "executor": "threads",
+      "process_workers": null,
+      "dask_scheduler_address": null,
+      "dask_workers": 2
     }
 
 Types and ranges (every source):
@@ -79,6 +87,13 @@ Types and ranges (every source):
   (``"mypkg."``, or ``"*"`` for any); default none. A prefix is matched with
   ``str.startswith``, so end it with ``.`` to mean "this package": ``"mypkg"``
   also matches ``mypkgevil``. Empty strings are rejected.
+* ``executor``: where actions run: ``"threads"`` (default), ``"processes"`` or
+  ``"dask"`` (README "Executors and what each guarantees").
+* ``process_workers``: worker processes of the ``processes`` executor, an integer
+  1..1024, or ``null`` (default) for ``max_workers``.
+* ``dask_scheduler_address``: the Dask scheduler of the ``dask`` executor
+  (``tcp://host:8786``), or ``null`` (default) to start a local cluster of
+  ``dask_workers`` worker processes (an integer 1..1024, default 2).
 * Paths: strings. Unknown keys, duplicate keys, ``NaN``/``Infinity``, ``null`` for
   a non-nullable key and a top level that is not an object are errors.
 
@@ -124,15 +139,22 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_MAX_WORKERS",
     "ENV_CONFIG",
+    "ENV_DASK_SCHEDULER_ADDRESS",
+    "ENV_DASK_WORKERS",
     "ENV_DATA_DIR",
+    "ENV_EXECUTOR",
     "ENV_MAX_WORKERS",
+    "ENV_PROCESS_WORKERS",
     "ENV_RESOURCE_CONFIG",
     "ENV_STORE_URL",
+    "EXECUTORS",
     "MAX_WORKERS_LIMIT",
     "OrchestrationConfig",
     "data_dir",
     "default_store_url",
+    "executor_settings_from_env",
     "load_config",
+    "resolve_executor",
     "resolve_max_workers",
 ]
 
@@ -147,6 +169,14 @@ ENV_MAX_WORKERS = "CODOMYRMEX_MAX_WORKERS"
 ENV_RESOURCE_CONFIG = "CODOMYRMEX_RESOURCE_CONFIG"
 ENV_STORE_URL = "CODOMYRMEX_STORE_URL"
 ENV_CONFIG = "CODOMYRMEX_CONFIG"
+ENV_EXECUTOR = "CODOMYRMEX_EXECUTOR"
+ENV_PROCESS_WORKERS = "CODOMYRMEX_PROCESS_WORKERS"
+ENV_DASK_SCHEDULER_ADDRESS = "CODOMYRMEX_DASK_SCHEDULER_ADDRESS"
+ENV_DASK_WORKERS = "CODOMYRMEX_DASK_WORKERS"
+DEFAULT_EXECUTOR = "threads"
+DEFAULT_DASK_WORKERS = 2
+#: Where actions run (engine/executors.py): the values ``executor`` accepts.
+EXECUTORS: tuple[str, ...] = ("threads", "processes", "dask")
 
 #: Keys accepted in the config file and as keyword overrides of :func:`load_config`.
 CONFIG_KEYS: tuple[str, ...] = (
@@ -162,6 +192,10 @@ CONFIG_KEYS: tuple[str, ...] = (
     "cleanup_interval",
     "allow_imports",
     "enable_shell",
+    "executor",
+    "process_workers",
+    "dask_scheduler_address",
+    "dask_workers",
 )
 
 _ENV_FOR: Mapping[str, str] = MappingProxyType(
@@ -170,6 +204,10 @@ _ENV_FOR: Mapping[str, str] = MappingProxyType(
         "max_workers": ENV_MAX_WORKERS,
         "resource_config": ENV_RESOURCE_CONFIG,
         "store_url": ENV_STORE_URL,
+        "executor": ENV_EXECUTOR,
+        "process_workers": ENV_PROCESS_WORKERS,
+        "dask_scheduler_address": ENV_DASK_SCHEDULER_ADDRESS,
+        "dask_workers": ENV_DASK_WORKERS,
     }
 )
 
@@ -266,6 +304,26 @@ def _to_max_workers(key: str, value: object, origin: _Origin) -> int:
     return parsed
 
 
+def _to_optional_max_workers(key: str, value: object, origin: _Origin) -> int | None:
+    return None if value is None else _to_max_workers(key, value, origin)
+
+
+def _to_executor(key: str, value: object, origin: _Origin) -> str:
+    if isinstance(value, str) and origin.kind == "env":
+        value = value.strip()
+    if not isinstance(value, str) or value not in EXECUTORS:
+        raise _invalid(key, origin, f"one of {', '.join(EXECUTORS)}", value)
+    return value
+
+
+def _to_optional_address(key: str, value: object, origin: _Origin) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value.strip()):
+        raise _invalid(key, origin, "a scheduler address such as tcp://host:8786, or null", value)
+    return value.strip()
+
+
 def _to_bool(key: str, value: object, origin: _Origin) -> bool:
     if not isinstance(value, bool):
         raise _invalid(key, origin, "true or false", value)
@@ -318,6 +376,10 @@ _CONVERTERS: Mapping[str, _Converter] = MappingProxyType(
         "cleanup_interval": _to_seconds,
         "allow_imports": _to_import_prefixes,
         "enable_shell": _to_bool,
+        "executor": _to_executor,
+        "process_workers": _to_optional_max_workers,
+        "dask_scheduler_address": _to_optional_address,
+        "dask_workers": _to_max_workers,
         "config_file": _to_optional_path,
     }
 )
@@ -357,6 +419,10 @@ class OrchestrationConfig:
     cleanup_interval: float = DEFAULT_CLEANUP_INTERVAL
     allow_imports: tuple[str, ...] = ()
     enable_shell: bool = False
+    executor: str = DEFAULT_EXECUTOR
+    process_workers: int | None = None
+    dask_scheduler_address: str | None = None
+    dask_workers: int = DEFAULT_DASK_WORKERS
     config_file: Path | None = None
     _sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -513,6 +579,10 @@ def load_config(
         "cleanup_interval": DEFAULT_CLEANUP_INTERVAL,
         "allow_imports": (),
         "enable_shell": False,
+        "executor": DEFAULT_EXECUTOR,
+        "process_workers": None,
+        "dask_scheduler_address": None,
+        "dask_workers": DEFAULT_DASK_WORKERS,
         **{key: values["data_dir"] / sub for key, sub in _SUBDIRS.items()},
     }
     for key in CONFIG_KEYS:
@@ -574,3 +644,30 @@ def resolve_max_workers(
     if file_value is not None:
         return _positive_int(file_value, "the config file")
     return DEFAULT_MAX_WORKERS
+
+
+def resolve_executor(explicit: object = None, env: Mapping[str, str] | None = None) -> str:
+    """``explicit``, else ``$CODOMYRMEX_EXECUTOR``, else ``"threads"`` (checked)."""
+    env = os.environ if env is None else env
+    if explicit is not None:
+        return _to_executor("executor", explicit, _Origin("argument", "TaskOrchestrator()"))
+    if env.get(ENV_EXECUTOR):
+        return _to_executor("executor", env[ENV_EXECUTOR], _Origin("env", ENV_EXECUTOR))
+    return DEFAULT_EXECUTOR
+
+
+def executor_settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``process_workers``, ``dask_scheduler_address`` and ``dask_workers`` from their
+    environment variables (else their defaults), checked: for an orchestrator built
+    without a configuration."""
+    env = os.environ if env is None else env
+    out: dict[str, Any] = {
+        "process_workers": None,
+        "dask_scheduler_address": None,
+        "dask_workers": DEFAULT_DASK_WORKERS,
+    }
+    for key in out:
+        name = _ENV_FOR[key]
+        if env.get(name):
+            out[key] = _CONVERTERS[key](key, env[name], _Origin("env", name))
+    return out

@@ -53,6 +53,7 @@ from engine.builtins import register_missing_builtins
 from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import OrchestrationConfig, load_config
+from engine.executors import Executor, executor_from_config
 from engine.models import OrchestrationSession, Task, TaskResult, WorkflowStep
 from engine.project_manager import ProjectManager
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
@@ -114,6 +115,9 @@ class OrchestrationEngine:
         runtime: Runtime | None = None,
         **overrides: Any,
     ) -> None:
+        # executor=: a configuration value ("threads", "processes", "dask") like any
+        # other override, or a ready Executor instance (used as is, closed with us)
+        given = overrides.pop("executor") if isinstance(overrides.get("executor"), Executor) else None
         self.config = config if config is not None else load_config(config_file, **overrides)
         self.registry = registry if registry is not None else DEFAULT_REGISTRY
         if self.config.allow_imports:
@@ -125,7 +129,11 @@ class OrchestrationEngine:
         )
         self.store = open_store(self.config.store_url)
         self.task_orchestrator = TaskOrchestrator(
-            self.config.max_workers, store=self.store, registry=self.registry, runtime=runtime
+            self.config.max_workers,
+            store=self.store,
+            registry=self.registry,
+            runtime=runtime,
+            executor=given if given is not None else executor_from_config(self.config),
         )
         self.runtime = self.task_orchestrator.runtime
         self.workflow_manager = WorkflowManager(

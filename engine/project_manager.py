@@ -70,6 +70,7 @@ from engine.builtins import register_missing_builtins
 from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import load_config
+from engine.executors import executor_from_config
 from engine.models import WorkflowExecution
 from engine.project_models import Project, ProjectTemplate
 from engine.registry import DEFAULT_REGISTRY
@@ -117,6 +118,7 @@ class ProjectManager:
                 store=store if isinstance(store, EventStore) else config.store_url,
                 registry=DEFAULT_REGISTRY,
                 runtime=runtime,
+                executor=executor_from_config(config),
             )
             workflow_manager = WorkflowManager(
                 orchestrator=orchestrator,

@@ -23,10 +23,17 @@ Threading model (no thread ever waits for a commit while holding the lock):
 Data passing: an action that declares ``dependency_results`` receives
 ``{dependency id: result data}``, read from the committed task view.
 
+Where actions run is the executor's business (engine/executors.py: threads, worker
+processes, a Dask cluster); everything recorded is decided here, whichever it is.
+
 Timeouts: an attempt's deadline is fixed when it is admitted (``task.started`` carries
 it). At the deadline the timer thread records the attempt as failed with
-``error_type="TimeoutError"`` (retried if retries are left); the thread running it is
-abandoned, and its late result is recorded as ``task.late_result_discarded``.
+``error_type="TimeoutError"`` (retried if retries are left) and asks the executor to
+end the work: a thread is abandoned (metadata ``abandoned``; its late result is
+recorded as ``task.late_result_discarded``), a worker process is killed (``killed``),
+a Dask future is cancelled. At ``soft_timeout`` seconds into an attempt the timer
+records ``task.soft_timeout_reached`` and sets the stop flag an action declaring
+``cancel_token`` can read; if it then returns, its outcome is recorded as usual.
 
 Tasks created by an earlier process are loaded into the views and can be depended on;
 this orchestrator only schedules tasks it created itself (recovery of other processes'
@@ -39,10 +46,9 @@ import functools
 import heapq
 import itertools
 import threading
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -63,8 +69,8 @@ from domain.task import TASK_EVENT_TYPES, TaskState
 from domain.workflow import output_path, substitute
 from engine.clock import Runtime
 from engine.codec import json_problem
-from engine.config import default_store_url, resolve_max_workers
-from engine.executors import Executor, ThreadExecutor
+from engine.config import default_store_url, executor_settings_from_env, resolve_executor, resolve_max_workers
+from engine.executors import ActionCall, ActionResult, AttemptControl, Executor, make_executor
 from engine.models import Task, TaskResult
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_locks import LockTable, ResourceKey
@@ -92,6 +98,8 @@ class _Attempt:
     sync: bool = False
     abandoned: bool = False
     finished: threading.Event | None = None  # only synchronous attempts are waited on
+    control: AttemptControl = field(default_factory=AttemptControl)  # stop / kill requests to the executor
+    soft_fired: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,7 @@ class _Outcome:
     execution_time: float = 0.0
     retryable: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)
+    lost: bool = False  # no result: the executor ended the work when asked (nothing to record)
 
 
 class TaskOrchestrator:
@@ -145,6 +154,11 @@ class TaskOrchestrator:
 
     ``store`` is a URL or an open :class:`EventStore` (shared, not closed by us);
     default: the SQLite file in ``$CODOMYRMEX_ORCHESTRATION_DIR``.
+
+    ``executor``: where actions run, an :class:`Executor` (shut down by :meth:`close`)
+    or a name, ``"threads"``, ``"processes"`` or ``"dask"``; default
+    ``$CODOMYRMEX_EXECUTOR``, else threads (the other executors' settings come from
+    their environment variables, see engine/config.py).
     """
 
     def __init__(
@@ -154,7 +168,7 @@ class TaskOrchestrator:
         store: EventStore | str | None = None,
         registry: ActionRegistry | None = None,
         runtime: Runtime | None = None,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
         actor: str = "system",
         correlation_id: str | None = None,
     ) -> None:
@@ -168,7 +182,12 @@ class TaskOrchestrator:
         self.instance_id = self.runtime.ids.new_id()
         self.actor = actor
         self.correlation_id = correlation_id or f"orchestrator:{self.instance_id}"
-        self._executor = executor or ThreadExecutor(max_idle=self._max_workers)
+        if isinstance(executor, Executor):
+            self._executor = executor
+        else:
+            self._executor = make_executor(
+                resolve_executor(executor), max_workers=self._max_workers, **executor_settings_from_env()
+            )
 
         self._lock = threading.RLock()
         self._timer_wake = threading.Condition(self._lock)  # new deadline / retry / stop
@@ -181,6 +200,7 @@ class TaskOrchestrator:
         self._ready: list[tuple[int, int, str]] = []
         self._delayed: list[tuple[datetime, int, str]] = []
         self._deadlines: list[tuple[datetime, int, str, int]] = []
+        self._soft_deadlines: list[tuple[datetime, int, str, int]] = []
         self._running: dict[str, _Attempt] = {}
         self._slots_used = 0
         self._owned: set[str] = set()
@@ -209,6 +229,11 @@ class TaskOrchestrator:
     @property
     def max_workers(self) -> int:
         return self._max_workers
+
+    @property
+    def executor(self) -> Executor:
+        """Where actions run (engine/executors.py)."""
+        return self._executor
 
     def _meta(self, causation_id: str = "", state: TaskState | None = None) -> EventMeta:
         """Envelope for a decision; about a task, it keeps that task's actor and
@@ -477,6 +502,11 @@ class TaskOrchestrator:
         if started.deadline is not None:
             heapq.heappush(self._deadlines, (started.deadline, self._age[state.id], state.id, started.attempt))
             self._timer_wake.notify()
+        soft = state.definition.soft_timeout
+        if soft is not None:
+            due = started.timestamp + timedelta(seconds=soft)
+            heapq.heappush(self._soft_deadlines, (due, self._age[state.id], state.id, started.attempt))
+            self._timer_wake.notify()
         return attempt
 
     def _end_attempt(self, attempt: _Attempt) -> None:
@@ -660,40 +690,65 @@ class TaskOrchestrator:
 
     # -- running actions (worker threads) --------------------------------------
 
-    def _execute(self, attempt: _Attempt) -> _Outcome:
-        """Run the action of ``attempt`` in this thread and capture its outcome."""
-        clock = self.runtime.clock
+    def _execute(self, attempt: _Attempt, done: Callable[[_Outcome], None]) -> None:
+        """Resolve the action of ``attempt`` and its inputs, and hand it to the executor,
+        which runs it (here, in a worker process, on a Dask worker) and reports back:
+        ``done(outcome)`` is called once, from whichever thread."""
         defn = attempt.definition
-        begin = clock.monotonic()
         try:
             entry = self.registry.resolve(defn.module, defn.action)
+            kwargs = self._resolve_outputs(defn) if defn.aliases else dict(defn.parameters)
         except OrchestrationError as e:
-            return _Outcome(False, error_type=type(e).__name__, error_message=str(e), retryable=False)
-        kwargs = dict(defn.parameters)
-        if defn.aliases:
-            try:
-                kwargs = self._resolve_outputs(defn)
-            except OrchestrationError as e:
-                return _Outcome(False, error_type=type(e).__name__, error_message=str(e), retryable=False)
+            done(_Outcome(False, error_type=type(e).__name__, error_message=str(e), retryable=False))
+            return
         if entry.wants_dependency_results:
             with self._view_lock:
                 kwargs["dependency_results"] = {dep: self._result_data(dep) for dep in defn.dependencies}
+        call = ActionCall(
+            attempt.task_id,
+            attempt.number,
+            defn.module,
+            defn.action,
+            entry.fn,
+            kwargs,
+            entry.wants_cancel_token,
+            attempt.control,
+            self.runtime.clock.monotonic,
+        )
+        reported = False
+
+        def report(result: ActionResult) -> None:
+            nonlocal reported
+            reported = True
+            done(self._outcome_of(defn, result))
+
         try:
-            data = entry.fn(**kwargs)
-        except Exception as e:  # noqa: BLE001 -- any failure of user code is the outcome, recorded
+            self._executor.run_action(call, report)
+        except Exception as e:
+            if reported:
+                raise  # from done(): not the executor's failure
+            # the executor could not take the action (shut down, cluster unreachable)
+            done(_Outcome(False, error_type=type(e).__name__, error_message=str(e) or repr(e)))
+
+    def _outcome_of(self, defn: T.TaskCreated, result: ActionResult) -> _Outcome:
+        """What an action gave, checked as a result the log can hold."""
+        if result.lost:
+            return _Outcome(False, lost=True)
+        if not result.ok:
             return _Outcome(
                 False,
-                error_type=type(e).__name__,
-                error_message=str(e) or repr(e),
-                execution_time=clock.monotonic() - begin,
-                metadata={"traceback": traceback.format_exc(limit=8)},
+                error_type=result.error_type,
+                error_message=result.error_message,
+                execution_time=result.execution_time,
+                retryable=result.retryable,
+                metadata={"traceback": result.traceback} if result.traceback else {},
             )
-        elapsed = clock.monotonic() - begin
+        elapsed = result.execution_time
         try:
-            problem = json_problem(data, "result")
+            problem = json_problem(result.value, "result")
             if problem is not None:
                 raise TypeError(problem)
-            encoded = _result_encoder.encode(data)
+            encoded = _result_encoder.encode(result.value)
         except (TypeError, ValueError, OverflowError) as e:
             return _Outcome(
                 False,
@@ -733,8 +788,12 @@ class TaskOrchestrator:
         return record.result.data if record is not None and record.result is not None else None
 
     def _run_attempt(self, attempt: _Attempt) -> None:
-        outcome = self._execute(attempt)
+        self._execute(attempt, functools.partial(self._finish_attempt, attempt))
+
+    def _finish_attempt(self, attempt: _Attempt, outcome: _Outcome) -> None:
         with self._lock:
+            if outcome.lost:
+                return  # the work was ended on our request; why is already recorded
             if self._closed:
                 # Closed while this attempt ran past stop_execution's grace period:
                 # there is no store to record into. The log keeps it RUNNING, which
@@ -765,12 +824,17 @@ class TaskOrchestrator:
                 self._timer_wake.wait(self._next_wakeup(now))
 
     def _next_wakeup(self, now: datetime) -> float:
-        due = [h[0][0] for h in (self._delayed, self._deadlines) if h]
+        due = [h[0][0] for h in (self._delayed, self._deadlines, self._soft_deadlines) if h]
         if not due:
             return 0.5
         return min(0.5, max(0.0, (min(due) - now).total_seconds()))
 
     def _expire_deadlines(self, now: datetime, events: list[Event]) -> None:
+        while self._soft_deadlines and self._soft_deadlines[0][0] <= now:
+            _, _, task_id, number = heapq.heappop(self._soft_deadlines)
+            attempt = self._running.get(task_id)
+            if attempt is not None and attempt.number == number:
+                self._soft_timeout_reached(attempt, events)
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, _, task_id, number = heapq.heappop(self._deadlines)
             attempt = self._running.get(task_id)
@@ -785,11 +849,26 @@ class TaskOrchestrator:
                     error_type="TimeoutError",
                     error_message=f"attempt {number} exceeded its timeout of {timeout:g}s",
                     execution_time=timeout,
-                    metadata={"deadline": deadline.isoformat(), "abandoned": True},
+                    metadata={"deadline": deadline.isoformat(), **self._end_work(attempt)},
                 ),
                 events,
             )
             attempt.abandoned = True
+
+    def _end_work(self, attempt: _Attempt) -> dict[str, Any]:
+        """Hard timeout (lock held): the executor ends the attempt's work as it can;
+        what it did goes into the record (``abandoned``, ``killed``, ...)."""
+        done = attempt.control.kill()
+        return done if done is not None else dict(self._executor.timeout_metadata)
+
+    def _soft_timeout_reached(self, attempt: _Attempt, events: list[Event]) -> None:
+        """Soft timeout (lock held): record it, then raise the action's stop flag."""
+        if attempt.soft_fired or attempt.abandoned or self._running.get(attempt.task_id) is not attempt:
+            return
+        attempt.soft_fired = True
+        state = self._states[attempt.task_id]
+        self._decide(events, T.soft_timeout_reached(state, self._meta(attempt.started_event_id, state)))
+        attempt.control.request_stop()
 
     # -- execution control -----------------------------------------------------
 
@@ -895,20 +974,30 @@ class TaskOrchestrator:
         outcome: list[_Outcome] = []
         ran = threading.Event()
 
-        def job() -> None:
-            outcome.append(self._execute(attempt))
+        def finished(result: _Outcome) -> None:
+            outcome.append(result)
             ran.set()
             assert attempt.finished is not None
             attempt.finished.set()
 
-        self._executor.submit(job)
+        self._executor.submit(functools.partial(self._execute, attempt, finished))
         timeout = attempt.definition.timeout
+        soft = attempt.definition.soft_timeout
         assert attempt.finished is not None
-        attempt.finished.wait(timeout)  # set by the job, or by cancel_task
+        if soft is not None and not attempt.finished.wait(soft):  # set by the action's end, or by cancel_task
+            with self._lock:
+                events = []
+                self._soft_timeout_reached(attempt, events)
+                ticket = self._commit(events, [], wait=True)
+            self._wait_commit(ticket)
+            attempt.finished.wait(None if timeout is None else timeout - soft)
+        elif soft is None:
+            attempt.finished.wait(timeout)
         with self._lock:
             events = []
             if outcome:
-                self._record_outcome(attempt, outcome[0], events)
+                if not outcome[0].lost:
+                    self._record_outcome(attempt, outcome[0], events)
             else:
                 if self._running.get(task_id) is attempt:  # timed out (not cancelled)
                     self._record_outcome(
@@ -918,7 +1007,7 @@ class TaskOrchestrator:
                             error_type="TimeoutError",
                             error_message=f"attempt {attempt.number} exceeded its timeout of {timeout or 0:g}s",
                             execution_time=float(timeout or 0.0),
-                            metadata={"abandoned": True},
+                            metadata=self._end_work(attempt),
                         ),
                         events,
                     )
@@ -930,6 +1019,8 @@ class TaskOrchestrator:
     def _record_late(self, attempt: _Attempt, ran: threading.Event, outcome: list[_Outcome]) -> None:
         """Wait for an abandoned synchronous attempt and record its discarded result."""
         ran.wait()
+        if outcome[0].lost:
+            return  # ended on our request: there is no late result
         with self._lock:
             events: list[Event] = []
             self._record_outcome(attempt, outcome[0], events)
@@ -954,6 +1045,8 @@ class TaskOrchestrator:
                 if attempt is not None:
                     attempt.abandoned = True
                     self._end_attempt(attempt)
+                    attempt.control.request_stop()  # a cooperative action can stop now
+                    attempt.control.kill()  # a worker process is killed; a thread is abandoned
                 dispatch: list[_Attempt] = []
                 self._admit(events, dispatch)
                 ticket = self._commit(events, dispatch, wait=True)

@@ -54,6 +54,7 @@ from domain.workflow import (
 )
 from engine.builtins import register_missing_builtins
 from engine.config import load_config
+from engine.executors import executor_from_config
 from engine.models import Task, WorkflowExecution, WorkflowStep
 from engine.registry import DEFAULT_REGISTRY
 from engine.task_orchestrator import TaskOrchestrator
@@ -91,7 +92,9 @@ class WorkflowManager:
             config = load_config(store_url=store, workflows_dir=workflows_dir)
             registry = DEFAULT_REGISTRY
             register_missing_builtins(registry, enable_shell=config.enable_shell, base_dir=str(config.data_dir))
-            orchestrator = TaskOrchestrator(config.max_workers, store=config.store_url, registry=registry)
+            orchestrator = TaskOrchestrator(
+                config.max_workers, store=config.store_url, registry=registry, executor=executor_from_config(config)
+            )
             workflows_dir = config.workflows_dir
             performance_monitoring = config.performance_monitoring and performance_monitoring
         self.orchestrator = orchestrator

@@ -403,5 +403,7 @@ def test_module_exports() -> None:
         "ActionRegistry",
         "RegisteredAction",
         "action",
+        "import_path_of",
+        "load_import_path",
         "register_action",
     }
