@@ -107,12 +107,15 @@ def dask_run(module: str, qualname: str, kwargs: dict[str, Any], stop_event: str
 
 
 class _InFlight:
-    __slots__ = ("call", "done", "event", "future", "kill")
+    __slots__ = ("call", "done", "event", "future", "kill", "path")
 
-    def __init__(self, call: ActionCall, done: Callable[[ActionResult], None], event: str | None) -> None:
+    def __init__(
+        self, call: ActionCall, done: Callable[[ActionResult], None], event: str | None, path: tuple[str, str]
+    ) -> None:
         self.call = call
         self.done = done
         self.event = event
+        self.path = path
         self.future: Any = None
         self.kill = False
 
@@ -123,7 +126,14 @@ class DaskExecutor(Executor):
     ``scheduler_address``: an existing cluster's scheduler; ``None`` starts a
     ``LocalCluster(processes=True, n_workers=n_workers, threads_per_worker=...)``.
     The client connects (or the cluster starts) on the first action, or at
-    :meth:`start`."""
+    :meth:`start`.
+
+    Batching: each message to the Dask scheduler costs more than a tiny task, so
+    attempts go in batches: one ``client.map`` for every call queued while the previous
+    submission was under way, one ``client.gather`` for every future finished meanwhile.
+    While at least ``batch_from`` attempts are in flight (the workers have queued work,
+    so waiting costs no throughput), submitting and collecting also wait up to
+    ``batch_window`` seconds for more; with fewer in flight, each goes at once."""
 
     name = "dask"
     timeout_metadata = {"abandoned": True, "future_cancelled": True}
@@ -135,6 +145,8 @@ class DaskExecutor(Executor):
         n_workers: int = 2,
         threads_per_worker: int = 1,
         connect_timeout: float = 30.0,
+        batch_window: float = 0.03,
+        batch_from: int = 32,
     ) -> None:
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS_LIMIT:
@@ -145,12 +157,16 @@ class DaskExecutor(Executor):
         self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self.connect_timeout = connect_timeout
+        self.batch_window = batch_window
+        self.batch_from = batch_from
         self._jobs = ThreadExecutor(max_idle=4, thread_name="task-dispatch")
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._client: Any = None
         self._cluster: Any = None
         self._inflight: dict[str, _InFlight] = {}
+        self._queued: list[_InFlight] = []  # taken by the next submission
+        self._submitting = False
         self._finished: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._consumer: threading.Thread | None = None
         self._shutdown = False
@@ -212,25 +228,58 @@ class DaskExecutor(Executor):
             done(failed(e, retryable=False))
             return
         self.start()
-        client = self._client
         event = f"{_EVENT_PREFIX}{uuid.uuid4().hex}" if call.wants_cancel_token else None
-        flight = _InFlight(call, done, event)
+        flight = _InFlight(call, done, event, (module, qualname))
         if not call.control.bind(
             on_stop=(lambda: self._later(self._set_event, event)) if event else None,
             on_kill=lambda: self._kill(flight),
         ):
             done(ActionResult(False, lost=True))
             return
-        future = client.submit(
-            dask_run, module, qualname, call.kwargs, event, key=f"{call.action}-{uuid.uuid4().hex}", pure=False
-        )
         with self._lock:
-            flight.future = future
-            self._inflight[future.key] = flight
-            kill = flight.kill
-        if kill:
-            self._later(future.cancel)
-        future.add_done_callback(self._finished.put)
+            self._queued.append(flight)
+            submit = not self._submitting
+            self._submitting = True
+        if submit:
+            self._jobs.submit(self._submit_queued)
+
+    def _submit_queued(self) -> None:
+        """Submit every queued call in one ``client.map`` (one graph update for the
+        Dask scheduler instead of one per task); calls queued meanwhile go in the next
+        one, as the store's group commit does with events."""
+        while True:
+            self._linger()
+            with self._lock:
+                batch, self._queued = self._queued, []
+                if not batch or self._shutdown:
+                    self._submitting = False
+                    return
+            try:
+                futures = self._client.map(
+                    dask_run,
+                    [f.path[0] for f in batch],
+                    [f.path[1] for f in batch],
+                    [f.call.kwargs for f in batch],
+                    [f.event for f in batch],
+                    key=[f"{f.call.action}-{uuid.uuid4().hex}" for f in batch],
+                    pure=False,
+                )
+            except Exception as e:  # noqa: BLE001 -- the client failed: these attempts failed
+                for flight in batch:
+                    flight.call.control.unbind()
+                    flight.done(failed(e))
+                continue
+            cancel = []
+            with self._lock:
+                for flight, future in zip(batch, futures, strict=True):
+                    flight.future = future
+                    self._inflight[future.key] = flight
+                    if flight.kill:
+                        cancel.append(future)
+            for future in futures:
+                future.add_done_callback(self._finished.put)
+            for future in cancel:
+                self._later(future.cancel)
 
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
         """Cancel what is in flight, close the client and the local cluster."""
@@ -240,8 +289,9 @@ class DaskExecutor(Executor):
             self._shutdown = True
             client, cluster, consumer = self._client, self._cluster, self._consumer
         with self._lock:
-            flights = list(self._inflight.values())
+            flights = [*self._inflight.values(), *self._queued]
             self._inflight.clear()
+            self._queued.clear()
         for flight in flights:
             flight.call.control.unbind()
             flight.done(ActionResult(False, lost=True))
@@ -279,12 +329,18 @@ class DaskExecutor(Executor):
             self._later(future.cancel)
         return dict(self.timeout_metadata)
 
+    def _linger(self) -> None:
+        """Wait ``batch_window`` for a fuller batch, if many attempts are in flight."""
+        if self.batch_window > 0 and len(self._inflight) + len(self._queued) >= self.batch_from:
+            time.sleep(self.batch_window)
+
     def _consume(self) -> None:
         """Collect finished futures in batches: one gather per batch."""
         while True:
             first = self._finished.get()
             if first is None:
                 return
+            self._linger()
             batch = [first]
             while True:
                 try:
