@@ -1,6 +1,6 @@
 """Benchmark of the orchestration engine against bare baselines, in one run.
 
-    python bench/run.py [--quick] [--only W1,W2,W3,W4,WF1000,APPEND,REPLAY,RES] [--repeat N] [--json out.json]
+    python bench/run.py [--quick] [--only W1,W2,W3,W4,WF1000,APPEND,REPLAY,RES,EXEC] [--repeat N] [--json out.json]
 
 Every measurement runs in a fresh child process (``python bench/run.py --child SPEC``)
 that reports its own peak RSS (``ru_maxrss``), so each number is that run's own peak.
@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULT_PREFIX = "BENCH-RESULT "
-SECTIONS = ("W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY", "RES")
+SECTIONS = ("W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY", "RES", "EXEC")
 WORKLOADS = ("W1", "W2", "W3", "W4")
 SIZES: dict[str, dict[str, int]] = {
     "full": {
@@ -46,6 +46,8 @@ SIZES: dict[str, dict[str, int]] = {
         "REPLAY_BATCH": 4000,
         "RES_PAIRS": 250,  # allocate/deallocate pairs per thread (4 threads)
         "RES_W1": 2000,
+        "EXEC_W1": 2000,  # W1 and W3 on each executor, and plain Dask
+        "EXEC_W3": 1000,
     },
     "quick": {
         "W1": 200,
@@ -58,6 +60,8 @@ SIZES: dict[str, dict[str, int]] = {
         "REPLAY_BATCH": 400,
         "RES_PAIRS": 25,
         "RES_W1": 200,
+        "EXEC_W1": 200,
+        "EXEC_W3": 100,
     },
 }
 TARGET_W1_TASKS_PER_S = 5000.0
@@ -66,6 +70,7 @@ TARGET_REPLAY_EVENTS_PER_S = 100_000.0
 TARGET_W1_RSS_MB = 60.0
 TARGET_WORKFLOW_VS_ORCH = 1.5  # a workflow of 1,000 independent steps vs the same tasks via add_tasks
 TARGET_RESOURCE_VS_PLAIN = 1.3  # W1 with a shared read resource per task vs plain W1
+TARGET_DASK_VS_PLAIN = 1.5  # W1 through the engine on the Dask executor vs plain dask.distributed
 
 
 # =============================================================================
@@ -105,6 +110,10 @@ def child_main(spec_json: str) -> int:
             from bench import store_bench
 
             out = store_bench.run_replay(spec)
+        elif kind == "exec":
+            from bench import exec_bench
+
+            out = exec_bench.run(spec)
         elif kind == "res-alloc":
             from bench import res_bench
 
@@ -348,6 +357,22 @@ class Bench:
                     "timeout": timeout,
                 }
                 self.add("res-w1", ("RES", "W1", backend, variant), spec, backend=backend, variant=variant)
+
+    def run_exec(self, progress: Any) -> None:
+        """W1 and W3 through each executor, and plain Dask, interleaved per repetition."""
+        from bench.exec_bench import RUNNERS
+
+        timeout = 120.0 if self.args.quick else 300.0
+        for rep in range(self.args.repeat):
+            for workload in ("W1", "W3"):
+                n = self.sizes[f"EXEC_{workload}"]
+                progress(
+                    f"executors: {workload} (n={n}) on threads, processes, dask, plain dask, "
+                    f"repetition {rep + 1}/{self.args.repeat}"
+                )
+                for runner in RUNNERS:
+                    spec = {"kind": "exec", "workload": workload, "n": n, "runner": runner, "timeout": timeout}
+                    self.add("exec", ("EXEC", workload, runner), spec, workload=workload, runner=runner)
 
     def run_replay(self, progress: Any) -> None:
         n, batch = self.sizes["REPLAY"], self.sizes["REPLAY_BATCH"]
@@ -735,6 +760,7 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
         console.print()
 
     render_res(bench, console)
+    render_exec(bench, console)
 
     if targets:
         console.print(
@@ -896,6 +922,88 @@ def render_res(bench: Bench, console: Any) -> None:
         console.print()
 
 
+EXEC_LABEL = {
+    "threads": "engine · threads (max_workers=4)",
+    "processes": "engine · processes (2 workers, max_workers=4)",
+    "dask": "engine · dask (LocalCluster 2 workers, max_workers={in_flight})",
+    "plain-dask": "baseline: plain dask.distributed (2 workers)",
+}
+
+
+def render_exec(bench: Bench, console: Any) -> None:
+    """The EXEC section: W1 and W3 per executor, beside plain Dask."""
+    from rich.table import Table
+
+    from bench.exec_bench import DASK_IN_FLIGHT, RUNNERS
+
+    rows = [r for r in bench.rows.values() if r.section == "exec"]
+    if not rows:
+        return
+    console.print(
+        "[bold]Executors[/] — W1 and W3 through TaskOrchestrator on durable SQLite with each executor, beside plain "
+        "dask.distributed (client.map/submit + gather, no engine) on the same cluster shape; cluster start and "
+        f"worker warm-up untimed; median of {bench.args.repeat}; 'vs dask' = time / plain Dask time"
+    )
+    t = Table()
+    for col, just in [
+        ("Workload", "left"),
+        ("Runner", "left"),
+        ("Tasks", "right"),
+        ("Total s", "right"),
+        ("min-max s", "right"),
+        ("Tasks/s", "right"),
+        ("vs dask", "right"),
+        ("RSS MB", "right"),
+        ("Valid", "center"),
+        ("Notes", "left"),
+    ]:
+        t.add_column(col, justify=just, no_wrap=col != "Notes")  # type: ignore[arg-type]
+    for w in ("W1", "W3"):
+        plain = bench.rows.get(("EXEC", w, "plain-dask"))
+        plain_s = plain.seconds if plain else None
+        if w == "W3":
+            t.add_section()
+        for runner in RUNNERS:
+            r = bench.rows.get(("EXEC", w, runner))
+            if r is None:
+                continue
+            secs, vals = r.seconds, r.values("seconds")
+            tasks = r.runs[0].out.get("tasks") if r.runs else None
+            notes = [f"reducer sum {r.extra('sum'):,}"] if r.extra("sum") is not None else []
+            if r.extra("commits"):
+                notes.append(f"{r.extra('commits'):,} commits")
+            if runner == "plain-dask":
+                vs_dask = "1.00" if secs else "—"
+            else:
+                vs_dask = _fmt(secs / plain_s if secs and plain_s else None, ".2f", "x")
+            t.add_row(
+                w,
+                EXEC_LABEL[runner].format(in_flight=DASK_IN_FLIGHT),
+                _fmt(tasks, ","),
+                _fmt(secs, ".3f"),
+                _span(vals, ".3f"),
+                _fmt(tasks / secs if tasks and secs else None, ",.0f"),
+                vs_dask,
+                _fmt(_mb(r.rss_kib), ".1f"),
+                _ok(r),
+                "; ".join(notes),
+            )
+    console.print(t)
+    console.print(
+        "  checked: every result (W3: the reducer's sum, count, first/last keys); engine rows also every task "
+        "COMPLETED, no store failure, verify(store).ok; RSS is the engine process's (workers are other processes)"
+    )
+    console.print()
+
+
+def _dask_ratio(bench: Bench, workload: str) -> float | None:
+    engine = bench.rows.get(("EXEC", workload, "dask"))
+    plain = bench.rows.get(("EXEC", workload, "plain-dask"))
+    if engine is None or plain is None or not engine.seconds or not plain.seconds:
+        return None
+    return engine.seconds / plain.seconds
+
+
 def _pairs_per_s(row: Row) -> float | None:
     secs = row.seconds
     total = row.runs[0].out.get("pairs") if row.runs else None
@@ -1011,6 +1119,17 @@ def evaluate_targets(bench: Bench) -> list[dict[str, Any]]:
                 f"{ratio:.2f}x ({res.seconds:.3f} s / {plain.seconds:.3f} s)",
                 ratio <= TARGET_RESOURCE_VS_PLAIN,
             )
+    for workload in ("W1", "W3"):
+        ratio = _dask_ratio(bench, workload)
+        if ratio is not None:
+            engine, plain = rows[("EXEC", workload, "dask")], rows[("EXEC", workload, "plain-dask")]
+            add(
+                f"{workload} through the engine on the Dask executor vs plain dask.distributed"
+                + ("" if workload == "W1" else " (info)"),
+                f"<= {TARGET_DASK_VS_PLAIN:.1f}x plain Dask",
+                f"{ratio:.2f}x ({engine.seconds:.3f} s / {plain.seconds:.3f} s)",
+                ratio <= TARGET_DASK_VS_PLAIN if workload == "W1" else None,
+            )
     r = rows.get(("REPLAY",))
     if r and r.seconds:
         eps = r.runs[0].out["events"] / r.seconds
@@ -1107,6 +1226,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_replay(progress)
         if "RES" in args.sections:
             bench.run_res(progress)
+        if "EXEC" in args.sections:
+            bench.run_exec(progress)
         wall = time.perf_counter() - started
         machine["load_at_end"] = load_average()
         targets = evaluate_targets(bench)
