@@ -196,7 +196,7 @@ class AttemptControl:
             self._on_stop = self._on_kill = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActionCall:
     """One attempt's action, ready to run: what the scheduler hands an executor."""
 

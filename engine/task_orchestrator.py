@@ -70,7 +70,7 @@ from domain.workflow import output_path, substitute
 from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import default_store_url, executor_settings_from_env, resolve_executor, resolve_max_workers
-from engine.executors import ActionCall, ActionResult, AttemptControl, Executor, make_executor
+from engine.executors import ActionCall, ActionResult, AttemptControl, Executor, make_executor, run_here
 from engine.models import Task, TaskResult
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_locks import LockTable, ResourceKey
@@ -188,6 +188,8 @@ class TaskOrchestrator:
             self._executor = make_executor(
                 resolve_executor(executor), max_workers=self._max_workers, **executor_settings_from_env()
             )
+        # an executor that runs actions in the job's own thread (threads): called directly
+        self._runs_in_place = type(self._executor).run_action is Executor.run_action
 
         self._lock = threading.RLock()
         self._timer_wake = threading.Condition(self._lock)  # new deadline / retry / stop
@@ -715,6 +717,9 @@ class TaskOrchestrator:
             attempt.control,
             self.runtime.clock.monotonic,
         )
+        if self._runs_in_place:
+            done(self._outcome_of(defn, run_here(call)))
+            return
         reported = False
 
         def report(result: ActionResult) -> None:
