@@ -1,6 +1,7 @@
 """Smoke run of the benchmark (``python bench/run.py --quick``): every workload runs and
 validates, on both stores, through the TaskOrchestrator and as an engine workflow, in
-fresh child processes; so do the resource measurements (RES)."""
+fresh child processes; so do the resource measurements (RES) and the executors beside
+plain Dask (EXEC)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_bench_quick_runs_and_validates(tmp_path: Path) -> None:
     report = json.loads(out_json.read_text())
     assert report["ok"] is True
     sections = {row["key"][0] for row in report["summary"]}
-    assert {"W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY", "RES"} <= sections
+    assert {"W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY", "RES", "EXEC"} <= sections
     keys = {tuple(row["key"]) for row in report["summary"]}
     for workload in ("W1", "W2", "W3", "W4", "WF1000"):
         for backend in ("sqlite", "memory"):
@@ -52,3 +53,8 @@ def test_bench_quick_runs_and_validates(tmp_path: Path) -> None:
         for variant in ("batch", "batch-read"):
             assert ("RES", "W1", backend, variant) in keys, f"no RES W1 row for {backend}/{variant}"
     assert sum(name.startswith("Resource declarations:") for name in targets) == 2
+    assert "Executors" in proc.stdout
+    for workload in ("W1", "W3"):
+        for runner in ("threads", "processes", "dask", "plain-dask"):
+            assert ("EXEC", workload, runner) in keys, f"no EXEC row for {workload}/{runner}"
+    assert any(name.startswith("W1 through the engine on the Dask executor") for name in targets)
