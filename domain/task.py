@@ -23,6 +23,7 @@ from domain.lifecycles import TASK
 
 __all__ = [
     "ResourceSpec",
+    "TaskAdopted",
     "TaskCancelled",
     "TaskCompleted",
     "TaskCreated",
@@ -33,6 +34,7 @@ __all__ = [
     "TaskSkipped",
     "TaskStarted",
     "TaskState",
+    "adopt",
     "attempt_failed",
     "cancel",
     "complete",
@@ -157,6 +159,16 @@ class TaskLateResultDiscarded(_TaskEvent, frozen=True, kw_only=True, tag="task.l
     error_type: str | None = None
 
 
+class TaskAdopted(_TaskEvent, frozen=True, kw_only=True, tag="task.adopted"):
+    """Another engine took this task over from ``previous_owner``, whose lease had
+    expired (see :mod:`domain.lease`). No status change; committed with the
+    ``lease.taken_over`` that names it, and before the interrupted attempt (if the task
+    was RUNNING) is recorded as failed."""
+
+    owner: str
+    previous_owner: str
+
+
 TASK_EVENT_TYPES: tuple[type[_TaskEvent], ...] = (
     TaskCreated,
     TaskReady,
@@ -167,6 +179,7 @@ TASK_EVENT_TYPES: tuple[type[_TaskEvent], ...] = (
     TaskCancelled,
     TaskSkipped,
     TaskLateResultDiscarded,
+    TaskAdopted,
 )
 register_event_types(*TASK_EVENT_TYPES)
 
@@ -200,6 +213,7 @@ class TaskState:
     definition: TaskCreated
     attempt: int = 0
     retry_at: datetime | None = None
+    owner: str = ""
 
     @property
     def retries_used(self) -> int:
@@ -340,11 +354,23 @@ def discard_late_result(
     )
 
 
+def adopt(state: TaskState, meta: EventMeta, *, owner: str) -> TaskAdopted:
+    return TaskAdopted(
+        aggregate_id=state.id, version=state.version + 1, owner=owner, previous_owner=state.owner, **_meta(meta)
+    )
+
+
 def evolve(state: TaskState | None, event: Event) -> TaskState:
     """Apply ``event`` to ``state`` (``None`` before ``task.created``). Updates the
     state in place and returns it; never runs user code."""
     if isinstance(event, TaskCreated):
-        return TaskState(id=event.aggregate_id, version=event.version, status=TaskStatus.PENDING, definition=event)
+        return TaskState(
+            id=event.aggregate_id,
+            version=event.version,
+            status=TaskStatus.PENDING,
+            definition=event,
+            owner=event.owner,
+        )
     if state is None:
         raise CorruptHistoryError(f"{event.type} for task {event.aggregate_id} before task.created")
     state.version = event.version
@@ -365,5 +391,7 @@ def evolve(state: TaskState | None, event: Event) -> TaskState:
         state.status = TaskStatus.CANCELLED
     elif isinstance(event, TaskSkipped):
         state.status = TaskStatus.SKIPPED
+    elif isinstance(event, TaskAdopted):
+        state.owner = event.owner
     # TaskLateResultDiscarded changes nothing but the version.
     return state

@@ -79,6 +79,13 @@ Types and ranges (every source):
   (``"mypkg."``, or ``"*"`` for any); default none. A prefix is matched with
   ``str.startswith``, so end it with ``.`` to mean "this package": ``"mypkg"``
   also matches ``mypkgevil``. Empty strings are rejected.
+* ``recovery``: what a starting engine does with work in flight of engines whose
+  lease expired (crashed processes): ``"resume"`` (default), ``"fail"`` or ``"off"``
+  (see ``engine/recovery.py``).
+* ``lease_ttl``: seconds, a finite number ``> 0`` (default 30): how long an engine's
+  lease on its work lasts without a heartbeat (renewed every third of it). Another
+  engine may take the work over only after that; keep it above the clock skew
+  between machines.
 * Paths: strings. Unknown keys, duplicate keys, ``NaN``/``Infinity``, ``null`` for
   a non-nullable key and a top level that is not an object are errors.
 
@@ -116,6 +123,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from domain.errors import ValidationError
+from engine.leases import DEFAULT_LEASE_TTL
+from engine.recovery import RECOVERY_POLICIES
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -162,6 +171,8 @@ CONFIG_KEYS: tuple[str, ...] = (
     "cleanup_interval",
     "allow_imports",
     "enable_shell",
+    "recovery",
+    "lease_ttl",
 )
 
 _ENV_FOR: Mapping[str, str] = MappingProxyType(
@@ -302,6 +313,12 @@ def _to_import_prefixes(key: str, value: object, origin: _Origin) -> tuple[str, 
     return tuple(value)
 
 
+def _to_recovery(key: str, value: object, origin: _Origin) -> str:
+    if value not in RECOVERY_POLICIES:
+        raise _invalid(key, origin, f"one of {list(RECOVERY_POLICIES)}", value)
+    return str(value)
+
+
 _Converter = Callable[[str, object, _Origin], Any]
 
 _CONVERTERS: Mapping[str, _Converter] = MappingProxyType(
@@ -318,6 +335,8 @@ _CONVERTERS: Mapping[str, _Converter] = MappingProxyType(
         "cleanup_interval": _to_seconds,
         "allow_imports": _to_import_prefixes,
         "enable_shell": _to_bool,
+        "recovery": _to_recovery,
+        "lease_ttl": _to_seconds,
         "config_file": _to_optional_path,
     }
 )
@@ -357,6 +376,8 @@ class OrchestrationConfig:
     cleanup_interval: float = DEFAULT_CLEANUP_INTERVAL
     allow_imports: tuple[str, ...] = ()
     enable_shell: bool = False
+    recovery: str = "resume"
+    lease_ttl: float = DEFAULT_LEASE_TTL
     config_file: Path | None = None
     _sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -513,6 +534,8 @@ def load_config(
         "cleanup_interval": DEFAULT_CLEANUP_INTERVAL,
         "allow_imports": (),
         "enable_shell": False,
+        "recovery": "resume",
+        "lease_ttl": DEFAULT_LEASE_TTL,
         **{key: values["data_dir"] / sub for key, sub in _SUBDIRS.items()},
     }
     for key in CONFIG_KEYS:

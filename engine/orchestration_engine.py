@@ -55,6 +55,7 @@ from engine.codec import json_problem
 from engine.config import OrchestrationConfig, load_config
 from engine.models import OrchestrationSession, Task, TaskResult, WorkflowStep
 from engine.project_manager import ProjectManager
+from engine.recovery import RecoveryReport
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_manager import ResourceManager
 from engine.results import failure, run_coroutine, workflow_result
@@ -125,7 +126,11 @@ class OrchestrationEngine:
         )
         self.store = open_store(self.config.store_url)
         self.task_orchestrator = TaskOrchestrator(
-            self.config.max_workers, store=self.store, registry=self.registry, runtime=runtime
+            self.config.max_workers,
+            store=self.store,
+            registry=self.registry,
+            runtime=runtime,
+            lease_ttl=self.config.lease_ttl,
         )
         self.runtime = self.task_orchestrator.runtime
         self.workflow_manager = WorkflowManager(
@@ -176,6 +181,25 @@ class OrchestrationEngine:
             r.status is SessionStatus.ACTIVE and r.timeout_seconds is not None for r in self.sessions.sessions.values()
         ):
             self._ensure_janitor()  # sessions with a timeout survive a restart: keep expiring them
+        self.last_recovery: RecoveryReport | None = None
+        if self.config.recovery != "off":
+            self.recover()
+
+    # -- recovery ----------------------------------------------------------------
+
+    def recover(self, policy: str | None = None) -> RecoveryReport:
+        """Take over the work in flight of engines whose lease expired (see
+        :mod:`engine.recovery`; ``policy`` defaults to the configured ``recovery``).
+        Called by the constructor; call it again (e.g. periodically) for engines that
+        die while this one runs. Adopted steps run at once; their runs are recorded
+        as ended when their steps are final (:meth:`WorkflowManager.recover_runs`)."""
+        report = self.task_orchestrator.recover(policy or self.config.recovery)
+        if report.policy != "off":
+            self.workflow_manager.recover_runs()
+        if report.tasks:
+            self.task_orchestrator.start_execution()
+        self.last_recovery = report
+        return report
 
     # -- views and notifications -------------------------------------------------
 

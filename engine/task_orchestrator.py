@@ -35,6 +35,7 @@ in-flight tasks is not part of this class).
 
 from __future__ import annotations
 
+import copy
 import functools
 import heapq
 import itertools
@@ -65,7 +66,9 @@ from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import default_store_url, resolve_max_workers
 from engine.executors import Executor, ThreadExecutor
+from engine.leases import DEFAULT_LEASE_TTL, LeaseKeeper
 from engine.models import Task, TaskResult
+from engine.recovery import RecoveryReport, fold_into_view, recover_tasks
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_locks import LockTable, ResourceKey
 from engine.store import EventStore, open_store
@@ -157,6 +160,7 @@ class TaskOrchestrator:
         executor: Executor | None = None,
         actor: str = "system",
         correlation_id: str | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
     ) -> None:
         self._max_workers = resolve_max_workers(max_workers)
         self.runtime = runtime or Runtime()
@@ -169,6 +173,8 @@ class TaskOrchestrator:
         self.actor = actor
         self.correlation_id = correlation_id or f"orchestrator:{self.instance_id}"
         self._executor = executor or ThreadExecutor(max_idle=self._max_workers)
+        self.lease = LeaseKeeper(self.store, self.runtime, self.instance_id, ttl=lease_ttl, on_lost=self._lease_lost)
+        self.task_topics = TASK_TOPICS
 
         self._lock = threading.RLock()
         self._timer_wake = threading.Condition(self._lock)  # new deadline / retry / stop
@@ -287,6 +293,8 @@ class TaskOrchestrator:
         if not definitions:
             return []
         aliases = aliases or {}
+        self._check_open()
+        self.lease.ensure()  # this engine owns what it creates: a live lease first
         with self._lock:
             self._check_open()
             order = self._check_new_graph(definitions)
@@ -1022,11 +1030,116 @@ class TaskOrchestrator:
         self.stop_execution()
         self.store.flush()
         with self._lock:
+            open_owned = self._open_owned
+        self.lease.release(open_tasks=open_owned)
+        with self._lock:
             self._closed = True
         self._unsubscribe()
         self._executor.shutdown(wait=True, timeout=5.0)
         if self._owns_store:
             self.store.close()
+
+    # -- recovery (engine/recovery.py) -------------------------------------------
+
+    def recover(self, policy: str = "resume") -> RecoveryReport:
+        """Adopt the open tasks of engines whose lease expired (crashed or stalled
+        processes), per ``policy`` (``resume``, ``fail`` or ``off``); see
+        :mod:`engine.recovery`. Adopted READY tasks run once execution is started."""
+        self._check_open()
+        return recover_tasks(self, policy)
+
+    def catch_up_view(self, records: Sequence[Recorded]) -> None:
+        """Fold committed events of tasks this process has not seen into the view."""
+        with self._view_lock:
+            fold_into_view(self.view, records)
+
+    def refresh_foreign(self, known: dict[str, TaskState]) -> None:
+        """Replace what this process knows of other owners' tasks by ``known`` (folded
+        from the log just now): tasks created or changed by other processes."""
+        with self._lock:
+            for task_id, state in known.items():
+                if task_id not in self._owned:
+                    self._states[task_id] = copy.copy(state)
+                    self._age.setdefault(task_id, next(self._ages))
+
+    def task_owner(self, task_id: str) -> str | None:
+        """The engine instance that owns ``task_id`` as far as this process knows."""
+        with self._lock:
+            state = self._states.get(task_id)
+            return None if state is None else state.owner
+
+    def install_adopted(
+        self,
+        task_ids: Sequence[str],
+        adopted: dict[str, TaskState],
+        committed: Sequence[Event],
+        known: dict[str, TaskState],
+        policy: str,
+    ) -> None:
+        """Own the tasks of a committed adoption and schedule them like new ones."""
+        with self._lock:
+            for task_id in task_ids:
+                state = adopted[task_id]
+                self._states[task_id] = state
+                self._age.setdefault(task_id, next(self._ages))
+                self._owned.add(task_id)
+                if state.status not in _FINAL:
+                    self._open_owned += 1
+                for dep in state.definition.dependencies:
+                    dependents = self._dependents.setdefault(dep, [])
+                    if task_id not in dependents:
+                        dependents.append(task_id)
+            events: list[Event] = []
+            last = {e.aggregate_id: e.event_id for e in committed}
+            for task_id in task_ids:
+                state = self._states[task_id]
+                if state.status is TaskStatus.READY:
+                    self._push_ready(state)
+                elif state.status is TaskStatus.PENDING:
+                    self._schedule_pending(state, events, last[task_id])
+                elif state.status in _FINAL:  # an interrupted attempt without retries left
+                    self._propagate(state, events, last[task_id])
+            if policy == "fail":
+                for task_id in task_ids:
+                    state = self._states[task_id]
+                    if state.status not in _FINAL:
+                        reason = "owner lost; recovery policy 'fail'"
+                        self._decide(events, T.cancel(state, self._meta(last[task_id], state), reason=reason))
+            dispatch: list[_Attempt] = []
+            self._admit(events, dispatch)
+            self._commit(events, dispatch)
+            self._settled.notify_all()
+
+    def _schedule_pending(self, state: TaskState, events: list[Event], cause: str) -> None:
+        """A PENDING task taken over: wait for its open dependencies, or go READY."""
+        unmet = 0
+        for dep in state.definition.dependencies:
+            dep_state = self._states[dep]
+            if dep_state.status is TaskStatus.COMPLETED:
+                continue
+            if dep_state.status in _FINAL:
+                self._decide(
+                    events,
+                    T.skip(state, self._meta(cause, state), dependency=dep, dependency_status=dep_state.status),
+                )
+                return
+            unmet += 1
+        if unmet:
+            self._unmet[state.id] = unmet
+        else:
+            self._make_ready(state, events, causation_id=cause)
+
+    def _lease_lost(self) -> None:
+        """Another engine took this one's lease over (it stalled past the TTL): its
+        tasks are no longer this engine's. Running attempts are abandoned (their
+        outcomes would conflict with the new owner's events)."""
+        with self._lock:
+            for attempt in self._running.values():
+                attempt.abandoned = True
+            self._owned.clear()
+            self._open_owned = 0
+            self._ready.clear()
+            self._settled.notify_all()
 
     def __enter__(self) -> TaskOrchestrator:
         return self

@@ -25,6 +25,7 @@ seconds).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import threading
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from domain.enums import TaskStatus, WorkflowStatus
-from domain.errors import NotFoundError, OrchestrationError, ValidationError
+from domain.errors import ConcurrencyConflictError, NotFoundError, OrchestrationError, ValidationError
 from domain.events import Event, EventMeta, Recorded
 from domain.lifecycles import TASK, WORKFLOW_RUN
 from domain.workflow import (
@@ -54,6 +55,7 @@ from domain.workflow import (
 )
 from engine.builtins import register_missing_builtins
 from engine.config import load_config
+from engine.leases import read_leases
 from engine.models import Task, WorkflowExecution, WorkflowStep
 from engine.registry import DEFAULT_REGISTRY
 from engine.task_orchestrator import TaskOrchestrator
@@ -104,6 +106,8 @@ class WorkflowManager:
         self._view_lock = threading.Lock()
         self.view = WorkflowView()
         self._runs: dict[str, RunState] = {}
+        self._active: set[str] = set()  # runs this process is driving to their end
+        self._recovered_done = threading.Condition(self._lock)
         for recorded in self.store.read(types=WORKFLOW_TOPICS):
             self._apply(recorded)
         self._unsubscribe = self.store.subscribe(self._on_committed)
@@ -237,6 +241,15 @@ class WorkflowManager:
         ):
             raise ValidationError(f"timeout must be a number > 0 or None, got {timeout!r}")
         run_id, task_ids = await asyncio.to_thread(self._start_run, name, parameters or {}, timeout, session_id, actor)
+        try:
+            return await self._drive(run_id, task_ids, name, timeout)
+        finally:
+            with self._lock:
+                self._active.discard(run_id)
+
+    async def _drive(
+        self, run_id: str, task_ids: dict[str, str], name: str, timeout: float | None
+    ) -> WorkflowExecution:
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
 
@@ -285,6 +298,8 @@ class WorkflowManager:
             )
         run_id = self.runtime.ids.new_id()
         task_ids = {step: f"{run_id}/{step}" for step in steps}
+        with self._lock:
+            self._active.add(run_id)
 
         def global_param(ref: str, path: str | None) -> Any:
             if path is not None:  # a step output: resolved when the step runs
@@ -494,6 +509,70 @@ class WorkflowManager:
             "average_execution_time": sum(r.duration or 0.0 for r in ended) / len(ended) if ended else 0.0,
             "module_usage_stats": modules,
         }
+
+    # -- recovery ----------------------------------------------------------------
+
+    def recover_runs(self) -> list[str]:
+        """Finish the runs nobody is finishing: open runs this process is not running
+        whose steps it now owns (adopted by :meth:`TaskOrchestrator.recover`) or whose
+        steps are all final while their creator's lease expired (the process died
+        between its last step and the run's end). Each is recorded COMPLETED or FAILED
+        once its steps are final, exactly as a live run would be; of two engines doing
+        this at once, the run's version lets one record it. A recovered run's whole-run
+        timeout is not re-armed (its steps keep their own timeouts). Returns their ids."""
+        self.store.flush()
+        for recorded in self.store.read(types=WORKFLOW_TOPICS):  # runs other processes started
+            event = recorded.event
+            known = self._runs.get(event.aggregate_id) if event.KIND == "workflow_run" else None
+            if event.KIND == "workflow_run" and (known is None or event.version > known.version):
+                self._apply(recorded)
+            elif event.KIND == "workflow":
+                with self._view_lock:
+                    current = self.view.definitions.get(event.aggregate_id)
+                if current is None or current.version < event.version:
+                    self._apply(recorded)
+        leases = read_leases(self.store)
+        now = self.runtime.clock.now()
+        me = self.orchestrator.instance_id
+        recovered: list[str] = []
+        for run_id, state in list(self._runs.items()):
+            if WORKFLOW_RUN.is_final(state.status) or run_id in self._active:
+                continue
+            task_ids = list(state.created.step_tasks.values())
+            owners = {self.orchestrator.task_owner(t) for t in task_ids}
+            if None in owners:
+                continue  # steps this process cannot see: not recoverable from here
+            records = self.orchestrator.task_records(task_ids)
+            mine_or_final = all(
+                owner == me or (r is not None and TASK.is_final(r.status))
+                for owner, r in zip((self.orchestrator.task_owner(t) for t in task_ids), records, strict=True)
+            )
+            dead = all(o == me or (lease := leases.get(o or "")) is None or not lease.alive(now) for o in owners)
+            if not (mine_or_final and dead):
+                continue
+            self._active.add(run_id)
+            recovered.append(run_id)
+            self.orchestrator.when_final(task_ids, functools.partial(self._finish_recovered_soon, run_id))
+        return recovered
+
+    def _finish_recovered_soon(self, run_id: str) -> None:
+        """when_final callback (must not block): finish in a thread of its own."""
+        threading.Thread(target=self._finish_recovered, args=(run_id,), name=f"recover-{run_id[:8]}").start()
+
+    def _finish_recovered(self, run_id: str) -> None:
+        try:
+            self._finish_run(run_id)
+        except ConcurrencyConflictError:
+            pass  # another engine recorded the run's end first: it is finished either way
+        finally:
+            with self._lock:
+                self._active.discard(run_id)
+                self._recovered_done.notify_all()
+
+    def wait_recovered(self, timeout: float | None = None) -> bool:
+        """Wait until every recovered run is recorded as ended."""
+        with self._lock:
+            return self._recovered_done.wait_for(lambda: not self._active, timeout)
 
     def running_workflows(self) -> int:
         with self._view_lock:

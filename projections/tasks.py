@@ -27,6 +27,7 @@ from domain.enums import TaskStatus
 from domain.events import Recorded
 from domain.task import (
     ResourceSpec,
+    TaskAdopted,
     TaskCancelled,
     TaskCompleted,
     TaskCreated,
@@ -238,6 +239,10 @@ def _late_result(view: TaskView, rec: TaskRecord, event: TaskLateResultDiscarded
     rec.late_results += 1
 
 
+def _adopted(view: TaskView, rec: TaskRecord, event: TaskAdopted) -> None:
+    rec.owner = event.owner
+
+
 _HANDLERS: dict[type[Any], Callable[[TaskView, TaskRecord, Any], None]] = {
     TaskReady: _ready,
     TaskStarted: _started,
@@ -247,6 +252,7 @@ _HANDLERS: dict[type[Any], Callable[[TaskView, TaskRecord, Any], None]] = {
     TaskCancelled: _cancelled,
     TaskSkipped: _skipped,
     TaskLateResultDiscarded: _late_result,
+    TaskAdopted: _adopted,
 }
 
 

@@ -31,6 +31,7 @@ from domain.task import (
     TASK_EVENT_TYPES,
     TRIGGER_OF,
     ResourceSpec,
+    TaskAdopted,
     TaskCancelled,
     TaskCompleted,
     TaskCreated,
@@ -120,6 +121,7 @@ TASK_SAMPLES: dict[type[Event], Event] = {
     TaskLateResultDiscarded: TaskLateResultDiscarded(
         aggregate_id="t-1", version=5, **ENVELOPE, attempt=1, success=False, execution_time=31.0, error_type="X"
     ),
+    TaskAdopted: TaskAdopted(aggregate_id="t-1", version=6, **ENVELOPE, owner="engine-b", previous_owner="engine-a"),
 }
 
 
@@ -184,6 +186,7 @@ def test_task_events_are_registered() -> None:
         assert EVENT_TYPES[event_type_name(cls)] is cls
     assert set(TASK_SAMPLES) == set(TASK_EVENT_TYPES)
     assert sorted(cls.TYPE for cls in TASK_EVENT_TYPES) == [
+        "task.adopted",
         "task.cancelled",
         "task.completed",
         "task.created",
@@ -922,7 +925,7 @@ def test_legal_decision_leads_where_the_lifecycle_says(name: str, status: TaskSt
 
 
 def test_trigger_of_covers_every_status_changing_event() -> None:
-    assert set(TRIGGER_OF) == set(TASK_EVENT_TYPES) - {TaskCreated, TaskLateResultDiscarded}
+    assert set(TRIGGER_OF) == set(TASK_EVENT_TYPES) - {TaskCreated, TaskLateResultDiscarded, TaskAdopted}
     assert set(TRIGGER_OF.values()) == task.TASK.triggers
 
 
