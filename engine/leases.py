@@ -11,8 +11,6 @@ no longer owns (their streams moved on, so its late writes would conflict anyway
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable
 
@@ -81,7 +79,7 @@ class LeaseKeeper:
         with self._lock:
             if self.state is not None:
                 return
-            event = L.acquire(self.owner, self._meta(), ttl=self.ttl, host=socket.gethostname(), pid=os.getpid())
+            event = L.acquire(self.owner, self._meta(), ttl=self.ttl, host=self.runtime.host, pid=self.runtime.pid)
             self.store.append([event])
             self.state = L.evolve(None, event)
             self._thread = threading.Thread(target=self._beat, name=f"lease-{self.owner[:8]}", daemon=True)

@@ -186,7 +186,7 @@ def _store_of(path: Path, skip: Callable[[dict[str, Any]], bool] = lambda line: 
 
 def test_the_log_checks_pass_on_a_sound_log() -> None:
     with _store_of(GOLDEN_RUN) as store:
-        assert assert_log_verifies(store).events == store.max_position() == 18
+        assert assert_log_verifies(store).events == store.max_position() == 19
         assert_dependencies_completed_first(store)
         end = state_at(store, position=store.max_position())
         assert_live_views_match_log(store, {"tasks": end.tasks.snapshot, "workflows": end.workflows.snapshot})
@@ -205,7 +205,7 @@ def test_the_log_checks_catch_a_step_that_starts_too_early() -> None:
 
 def test_the_view_check_catches_a_lagging_or_wrong_view() -> None:
     with _store_of(GOLDEN_RUN) as store:
-        earlier = state_at(store, position=11).tasks.snapshot  # a view that stopped at position 11
+        earlier = state_at(store, position=12).tasks.snapshot  # a view that stopped at position 12
         assert_live_views_match_log(store, {"tasks": earlier}, caught_up=False)
         with pytest.raises(AssertionError, match="live tasks view lags the log"):
             assert_live_views_match_log(store, {"tasks": earlier})
@@ -213,7 +213,7 @@ def test_the_view_check_catches_a_lagging_or_wrong_view() -> None:
         def wrong() -> dict[str, Any]:
             return dict(state_at(store, position=store.max_position()).tasks.snapshot(), stats={})
 
-        with pytest.raises(AssertionError, match="live tasks view differs from the fold of the log up to 17"):
+        with pytest.raises(AssertionError, match="live tasks view differs from the fold of the log up to 18"):
             assert_live_views_match_log(store, {"tasks": wrong}, caught_up=False)
         with pytest.raises(ValueError, match="unknown view name"):
             assert_live_views_match_log(store, {"task": earlier})

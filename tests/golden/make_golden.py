@@ -108,7 +108,7 @@ class Bench:
             max_workers=1,
             store="memory://",
             registry=registry,
-            runtime=Runtime(clock=self.clock, ids=SequentialIds(prefix)),
+            runtime=Runtime(clock=self.clock, ids=SequentialIds(prefix), host="golden", pid=1),
         )
         self.wm = WorkflowManager(orchestrator=self.orch, workflows_dir=None, load_files=False)
 
