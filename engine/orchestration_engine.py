@@ -34,13 +34,17 @@ from typing import Any, TypeVar
 
 from domain.enums import OrchestrationMode, SessionStatus, TaskStatus, WorkflowStatus
 from domain.errors import (
+    ConcurrencyConflictError,
     NotFoundError,
     OrchestrationError,
     ResourceAllocationError,
     ValidationError,
     WorkflowExecutionError,
 )
-from domain.events import Event, Recorded
+from domain.events import Event, EventMeta, Recorded
+from domain.idempotency import check_key
+from domain.idempotency import claim as idempotency_claim
+from domain.idempotency import fingerprint as idempotency_fingerprint
 from domain.lifecycles import SESSION, TASK
 from domain.session import (
     HandlerFailed,
@@ -60,6 +64,7 @@ from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_manager import ResourceManager
 from engine.results import failure, run_coroutine, workflow_result
 from engine.store import open_store
+from engine.task_input import definition_of
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
 from projections.sessions import SessionView
@@ -484,27 +489,39 @@ class OrchestrationEngine:
 
     # -- execution -----------------------------------------------------------------
 
-    def execute_workflow(self, workflow_name: str, session_id: str | None = None, **params: Any) -> dict[str, Any]:
+    def execute_workflow(
+        self,
+        workflow_name: str,
+        session_id: str | None = None,
+        idempotency_key: str | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
         """Run a workflow in a session; the spec's result dict (plus ``results``,
-        ``run_id``, ``status`` and ``errors``)."""
+        ``run_id``, ``status`` and ``errors``). With ``idempotency_key``, a repeated
+        call returns the first call's run (waiting for it to end) instead of starting
+        another; ``idempotency_key`` is therefore not a workflow parameter name."""
         sid, user, temporary = self._checked_session(session_id)
         try:
             blocked = self._resources_or_failure(sid, result=None, execution_time=None, steps_executed=0)
             if blocked is not None:
                 return blocked
-            return self._execute_in_session(workflow_name, params, sid, user)
+            return self._execute_in_session(workflow_name, params, sid, user, idempotency_key)
         finally:
             if temporary:
                 self.close_session(sid)
 
-    def _execute_in_session(self, name: str, params: dict[str, Any], sid: str, user: str) -> dict[str, Any]:
+    def _execute_in_session(
+        self, name: str, params: dict[str, Any], sid: str, user: str, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         slot = self._workflow_slots[sid]
         with slot:
             with self._lock:
                 self._active_workflows[sid] = self._active_workflows.get(sid, 0) + 1
             try:
                 execution = run_coroutine(
-                    self.workflow_manager.execute_workflow(name, params, session_id=sid, actor=user)
+                    self.workflow_manager.execute_workflow(
+                        name, params, session_id=sid, actor=user, idempotency_key=idempotency_key
+                    )
                 )
             except OrchestrationError as e:
                 return failure(e, result=None, execution_time=None, steps_executed=0, session_id=sid)
@@ -516,9 +533,13 @@ class OrchestrationEngine:
                     self._active_workflows[sid] -= 1
         return workflow_result(execution, session_id=sid)
 
-    def execute_task(self, task: Task | dict[str, Any], session_id: str | None = None) -> dict[str, Any]:
+    def execute_task(
+        self, task: Task | dict[str, Any], session_id: str | None = None, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Run one task in a session (its limits apply); ``{"success", "result",
-        "task_id"}`` plus the error keys on failure."""
+        "task_id"}`` plus the error keys on failure. With ``idempotency_key``, a
+        repeated call returns the first call's task (once final) instead of adding
+        another; the key must not be reused for a different task definition."""
         sid, user, temporary = self._checked_session(session_id)
         try:
             blocked = self._resources_or_failure(sid, result=None, task_id=getattr(task, "id", None))
@@ -533,23 +554,59 @@ class OrchestrationEngine:
                 return failure(ValidationError(f"expected a Task or dict, got {type(task).__name__}"),
                                 result=None, task_id=None)  # fmt: skip
             done = threading.Event()
+            task_id = task.id
             try:
-                self.task_orchestrator.add_tasks([task], correlation_id=sid, actor=user, group=sid)
-                self.task_orchestrator.start_execution()
-                self.task_orchestrator.when_final([task.id], done.set)
+                claimed = self._claim_task(task, idempotency_key, sid, user)
+                if claimed is not None:
+                    task_id = claimed
+                else:
+                    self.task_orchestrator.start_execution()
+                self.task_orchestrator.when_final([task_id], done.set)
             except OrchestrationError as e:
                 return failure(e, result=None, task_id=task.id)
             done.wait()
-            got = self.task_orchestrator.get_task(task.id)
+            got = self.task_orchestrator.get_task(task_id)
             assert got is not None
             assert got.result is not None
-            out: dict[str, Any] = {"success": got.result.success, "result": got.result.to_dict(), "task_id": task.id}
+            out: dict[str, Any] = {"success": got.result.success, "result": got.result.to_dict(), "task_id": task_id}
             if not got.result.success:
                 out.update(_task_failure(got.id, got.status, got.result))
             return out
         finally:
             if temporary:
                 self.close_session(sid)
+
+    def _claim_task(self, task: Task, key: str | None, sid: str, user: str) -> str | None:
+        """Add ``task`` (with the claim of ``key``, in one commit); the id of the task an
+        earlier call with ``key`` added instead, if any."""
+        if key is None:
+            self.task_orchestrator.add_tasks([task], correlation_id=sid, actor=user, group=sid)
+            return None
+        key = check_key(key)
+        _, request = definition_of(task)  # what the task asks for; its id and runtime fields aside
+        fp = idempotency_fingerprint("task", f"{task.module}.{task.action}", request)
+        claims = self.workflow_manager.claims
+        existing = claims.existing(key, "task", fp)
+        if existing is not None:
+            return self._known_task(existing)
+        meta = EventMeta(timestamp=self.runtime.clock.now(), actor=user, correlation_id=sid)
+        claim = idempotency_claim(key, meta, kind="task", target=task.id, fingerprint=fp)
+        try:
+            self.task_orchestrator.add_tasks([task], correlation_id=sid, actor=user, group=sid, with_events=[claim])
+        except ConcurrencyConflictError as e:
+            if e.details.get("stream_id") != f"idempotency:{key}":
+                raise
+            existing = claims.existing(key, "task", fp)  # a concurrent call won
+            assert existing is not None
+            return self._known_task(existing)
+        return None
+
+    def _known_task(self, task_id: str) -> str:
+        """Make a task another process may have added visible here."""
+        if self.task_orchestrator.get_task(task_id) is None or self.task_orchestrator.task_owner(task_id) is None:
+            self.task_orchestrator.catch_up_view([Recorded(0, e) for e in self.store.read_stream(f"task:{task_id}")])
+            self.task_orchestrator.recover("off")  # refreshes what it knows of others' tasks
+        return task_id
 
     def execute_project_workflow(
         self, project_name: str, workflow_name: str, session_id: str | None = None, **params: Any

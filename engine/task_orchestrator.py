@@ -191,6 +191,11 @@ class TaskOrchestrator:
         self._slots_used = 0
         self._owned: set[str] = set()
         self._open_owned = 0
+        # Created, but the creation is not durable yet: only the commit that creates
+        # them may start them (another commit could make it durable before the
+        # creation fails, recording events of tasks that never existed).
+        self._uncommitted: set[str] = set()
+        self._parked: list[tuple[int, int, str]] = []
         self._sync_tasks: set[str] = set()
         self._inflight = 0
         self._started = False
@@ -312,12 +317,14 @@ class TaskOrchestrator:
             # Encode (and size-check) before any state changes: a failure records nothing.
             encoded = {id(event): self.store.codec.encode(event) for event in (*with_events, *created)}
             events: list[Event] = list(with_events)
+            new_ids = {event.aggregate_id for event in created}
+            self._uncommitted |= new_ids
             for event in created:
                 events.append(event)
                 self._register_new(event, events)
             dispatch: list[_Attempt] = []
-            self._admit(events, dispatch)
-            ticket = self._commit(events, dispatch, wait=True, encoded=encoded)
+            self._admit(events, dispatch, allow=new_ids)
+            ticket = self._commit(events, dispatch, wait=True, encoded=encoded, created=new_ids)
         self._wait_commit(ticket)
         return [task_id for task_id, _ in definitions]
 
@@ -437,17 +444,21 @@ class TaskOrchestrator:
                     ),
                 )
 
-    def _admit(self, events: list[Event], dispatch: list[_Attempt]) -> None:
-        """Start READY tasks while slots are free (priority, then age)."""
+    def _admit(self, events: list[Event], dispatch: list[_Attempt], allow: set[str] | None = None) -> None:
+        """Start READY tasks while slots are free (priority, then age). Tasks whose
+        creation is not durable yet wait, unless ``allow``ed (they commit together)."""
         if not self._started:
             return
         now = None
         while self._ready and self._slots_used < self._max_workers:
             entry = heapq.heappop(self._ready)
             task_id = entry[2]
-            state = self._states[task_id]
-            if state.status is not TaskStatus.READY or task_id in self._sync_tasks:
-                continue  # stale heap entry
+            state = self._states.get(task_id)
+            if state is None or state.status is not TaskStatus.READY or task_id in self._sync_tasks:
+                continue  # stale heap entry (or a task whose creation failed)
+            if task_id in self._uncommitted and (allow is None or task_id not in allow):
+                self._parked.append(entry)
+                continue
             group = state.definition.group
             limit = self._group_limits.get(group)
             if limit is not None and self._group_running.get(group, 0) >= limit.max_parallel:
@@ -556,22 +567,26 @@ class TaskOrchestrator:
         *,
         wait: bool = False,
         encoded: dict[int, bytes] | None = None,
+        created: set[str] | None = None,
     ) -> _Ticket | None:
         """Queue the decided events (lock held); dispatch attempts once durable.
-        ``encoded`` maps ``id(event)`` to bytes already produced for some events."""
+        ``encoded`` maps ``id(event)`` to bytes already produced for some events;
+        ``created`` names the tasks these events create (see ``_uncommitted``)."""
         if not events:
             return None
         ticket = _Ticket() if wait else None
 
         def committed(recorded: Sequence[Recorded] | None, error: BaseException | None) -> None:
             if error is not None and recorded is None:
-                self._on_store_error(error, dispatch)
+                self._on_store_error(error, dispatch, created or set())
             else:
                 for attempt in dispatch:
                     if not attempt.sync:
                         self._executor.submit(functools.partial(self._run_attempt, attempt))
             fire: list[Callable[[], None]] = []
             with self._lock:
+                if created and recorded is not None:
+                    self._creation_durable(created)
                 self._inflight -= 1
                 if self._inflight == 0:
                     self._settled.notify_all()
@@ -639,15 +654,48 @@ class TaskOrchestrator:
         if ticket is not None:
             ticket.wait()
 
-    def _on_store_error(self, error: BaseException, dispatch: list[_Attempt]) -> None:
-        """A batch did not commit: the write model is ahead of the log. Rebuild it
+    def _creation_durable(self, created: set[str]) -> None:
+        """(Lock held) the tasks of ``created`` exist in the log: they may start."""
+        self._uncommitted -= created
+        if self._parked:
+            for entry in self._parked:
+                heapq.heappush(self._ready, entry)
+            self._parked.clear()
+            events: list[Event] = []
+            dispatch: list[_Attempt] = []
+            self._admit(events, dispatch)
+            self._commit(events, dispatch)
+
+    def _on_store_error(self, error: BaseException, dispatch: list[_Attempt], created: set[str]) -> None:
+        """A batch did not commit: the write model is ahead of the log. The tasks it
+        created are forgotten at once (nothing may start them); the rest is rebuilt
         from the log once the queue is idle, so decisions resume from the truth."""
         with self._lock:
             self._store_errors.append(error)
             for attempt in dispatch:
                 attempt.abandoned = True
                 self._end_attempt(attempt)
+            for task_id in created:
+                self._forget(task_id)
+            self._parked = [entry for entry in self._parked if entry[2] not in created]
         threading.Thread(target=self._resync, name="task-orchestrator-resync", daemon=True).start()
+
+    def _forget(self, task_id: str) -> None:
+        """(Lock held) drop a task whose creation failed from the write model."""
+        self._uncommitted.discard(task_id)
+        state = self._states.pop(task_id, None)
+        if task_id in self._owned:
+            self._owned.discard(task_id)
+            if state is not None and state.status not in _FINAL:
+                self._open_owned -= 1
+        self._unmet.pop(task_id, None)
+        self._dependents.pop(task_id, None)
+        if state is not None:
+            for dep in state.definition.dependencies:
+                dependents = self._dependents.get(dep)
+                if dependents and task_id in dependents:
+                    dependents.remove(task_id)
+        self._settled.notify_all()
 
     def _resync(self) -> None:
         self.store.flush()
@@ -764,8 +812,8 @@ class TaskOrchestrator:
                 self._expire_deadlines(now, events)
                 while self._delayed and self._delayed[0][0] <= now:
                     _, _, task_id = heapq.heappop(self._delayed)
-                    state = self._states[task_id]
-                    if state.status is TaskStatus.READY:
+                    state = self._states.get(task_id)
+                    if state is not None and state.status is TaskStatus.READY:
                         self._push_ready(state)
                 dispatch: list[_Attempt] = []
                 self._admit(events, dispatch)
@@ -1061,6 +1109,19 @@ class TaskOrchestrator:
                 if task_id not in self._owned:
                     self._states[task_id] = copy.copy(state)
                     self._age.setdefault(task_id, next(self._ages))
+
+    def learn(self, task_id: str) -> None:
+        """Fold a task this process does not own from its stream (another process
+        may be changing it) into the view and into what this process knows."""
+        events = self.store.read_stream(f"task:{task_id}")
+        if not events:
+            raise NotFoundError(f"no task {task_id!r} in {self.store.url}")
+        self.catch_up_view([Recorded(0, e) for e in events])
+        state: TaskState | None = None
+        for event in events:
+            state = T.evolve(state, event)
+        assert state is not None
+        self.refresh_foreign({task_id: state})
 
     def task_owner(self, task_id: str) -> str | None:
         """The engine instance that owns ``task_id`` as far as this process knows."""

@@ -28,6 +28,7 @@ import asyncio
 import functools
 import math
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,8 @@ from typing import Any, NamedTuple
 from domain.enums import TaskStatus, WorkflowStatus
 from domain.errors import ConcurrencyConflictError, NotFoundError, OrchestrationError, ValidationError
 from domain.events import Event, EventMeta, Recorded
+from domain.idempotency import check_key, fingerprint
+from domain.idempotency import claim as idempotency_claim
 from domain.lifecycles import TASK, WORKFLOW_RUN
 from domain.workflow import (
     RunState,
@@ -55,6 +58,7 @@ from domain.workflow import (
 )
 from engine.builtins import register_missing_builtins
 from engine.config import load_config
+from engine.idempotency import Claims
 from engine.leases import read_leases
 from engine.models import Task, WorkflowExecution, WorkflowStep
 from engine.registry import DEFAULT_REGISTRY
@@ -111,6 +115,7 @@ class WorkflowManager:
         for recorded in self.store.read(types=WORKFLOW_TOPICS):
             self._apply(recorded)
         self._unsubscribe = self.store.subscribe(self._on_committed)
+        self.claims = Claims(self.store)
         if load_files and self.workflows_dir is not None and self.workflows_dir.is_dir():
             self.load_directory(self.workflows_dir)
 
@@ -232,15 +237,37 @@ class WorkflowManager:
         *,
         session_id: str = "",
         actor: str = "system",
+        idempotency_key: str | None = None,
     ) -> WorkflowExecution:
         """Run the latest version of ``name``; see the module docstring. Inside a
         session (``session_id``) the steps are limited by the session's limits and
-        ``actor`` (its user) stamps every event."""
+        ``actor`` (its user) stamps every event.
+
+        With an ``idempotency_key``, the first call starts the run and every later call
+        with the same key (in this process or another, before or after a restart)
+        returns that run once it has ended, instead of starting another; a key used
+        for a different workflow or different parameters raises ``ValidationError``."""
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
             raise ValidationError(f"timeout must be a number > 0 or None, got {timeout!r}")
-        run_id, task_ids = await asyncio.to_thread(self._start_run, name, parameters or {}, timeout, session_id, actor)
+        claim: tuple[str, str] | None = None
+        if idempotency_key is not None:
+            key = check_key(idempotency_key)
+            claim = (key, fingerprint("workflow_run", name, parameters or {}))
+            existing = self.claims.existing(key, "workflow_run", claim[1])
+            if existing is not None:
+                return await asyncio.to_thread(self._wait_for_run, existing)
+        try:
+            run_id, task_ids = await asyncio.to_thread(
+                self._start_run, name, parameters or {}, timeout, session_id, actor, claim
+            )
+        except ConcurrencyConflictError as e:
+            if claim is None or e.details.get("stream_id") != f"idempotency:{claim[0]}":
+                raise
+            existing = self.claims.existing(claim[0], "workflow_run", claim[1])  # a concurrent call won
+            assert existing is not None
+            return await asyncio.to_thread(self._wait_for_run, existing)
         try:
             return await self._drive(run_id, task_ids, name, timeout)
         finally:
@@ -277,7 +304,13 @@ class WorkflowManager:
         return await asyncio.to_thread(self._finish_run, run_id)
 
     def _start_run(
-        self, name: str, parameters: dict[str, Any], timeout: float | None, session_id: str, actor: str
+        self,
+        name: str,
+        parameters: dict[str, Any],
+        timeout: float | None,
+        session_id: str,
+        actor: str,
+        claim: tuple[str, str] | None = None,
     ) -> tuple[str, dict[str, str]]:
         with self._view_lock:
             definition = self.view.definitions.get(name)
@@ -351,11 +384,51 @@ class WorkflowManager:
             correlation_id=run_id,
             causation_id=created.event_id,
         )
-        self.orchestrator.add_tasks(
-            tasks, correlation_id=run_id, actor=actor, aliases=aliases, with_events=[created, started], group=session_id
-        )
+        with_events: list[Event] = [created, started]
+        if claim is not None:
+            with_events.append(
+                idempotency_claim(claim[0], meta, kind="workflow_run", target=run_id, fingerprint=claim[1])
+            )
+        try:
+            self.orchestrator.add_tasks(
+                tasks, correlation_id=run_id, actor=actor, aliases=aliases, with_events=with_events, group=session_id
+            )
+        except BaseException:
+            with self._lock:
+                self._active.discard(run_id)
+            raise
         self.orchestrator.start_execution()
         return run_id, task_ids
+
+    def _wait_for_run(self, run_id: str, poll: float = 0.05) -> WorkflowExecution:
+        """Block until ``run_id`` (started by an earlier call, maybe in another
+        process) has ended; its execution from the log."""
+        while True:
+            with self._lock:
+                local = run_id in self._active
+            if not local:
+                self._catch_up_run(run_id)
+            state = self._runs.get(run_id)
+            if state is not None and WORKFLOW_RUN.is_final(state.status):
+                return self.get_execution(run_id)
+            time.sleep(poll if local else 4 * poll)
+
+    def _catch_up_run(self, run_id: str) -> None:
+        """Fold a run's and its steps' events that this process has not seen (another
+        process wrote them) into the views."""
+        known = self._runs.get(run_id)
+        for event in self.store.read_stream(f"workflow_run:{run_id}"):
+            if known is None or event.version > known.version:
+                with self._view_lock:
+                    position = self.view.position
+                self._apply(Recorded(0, event))
+                with self._view_lock:
+                    self.view.position = max(position, self.view.position)
+                known = self._runs.get(run_id)
+        if known is None:
+            raise NotFoundError(f"no workflow run {run_id!r} in {self.store.url}")
+        for task_id in known.created.step_tasks.values():
+            self.orchestrator.catch_up_view([Recorded(0, e) for e in self.store.read_stream(f"task:{task_id}")])
 
     def _step_outcomes(self, run_id: str) -> tuple[dict[str, Any], list[str], dict[str, Any], list[str]]:
         """(results, errors, per-step metrics, open step task ids) of a run, from the
@@ -580,6 +653,7 @@ class WorkflowManager:
 
     def close(self) -> None:
         self._unsubscribe()
+        self.claims.close()
         if self._owns_orchestrator:
             self.orchestrator.close()
 
