@@ -75,6 +75,7 @@ TASK_TRANSITIONS: tuple[Row, ...] = (
     ("fail", (_T.RUNNING,), _T.FAILED),
     ("cancel", (_T.PENDING, _T.READY, _T.RUNNING), _T.CANCELLED),
     ("skip", (_T.PENDING, _T.READY), _T.SKIPPED),
+    ("reuse", (_T.PENDING,), _T.COMPLETED),
 )
 
 _S = SessionStatus

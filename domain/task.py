@@ -31,6 +31,7 @@ __all__ = [
     "TaskLateResultDiscarded",
     "TaskReady",
     "TaskRetryScheduled",
+    "TaskReused",
     "TaskSkipped",
     "TaskStarted",
     "TaskState",
@@ -42,6 +43,7 @@ __all__ = [
     "discard_late_result",
     "evolve",
     "ready",
+    "reuse",
     "skip",
     "start",
 ]
@@ -159,6 +161,18 @@ class TaskLateResultDiscarded(_TaskEvent, frozen=True, kw_only=True, tag="task.l
     error_type: str | None = None
 
 
+class TaskReused(_TaskEvent, frozen=True, kw_only=True, tag="task.reused"):
+    """The step of a resumed or forked run that keeps the result ``source`` (a task of
+    the original run) recorded: COMPLETED without running (``reuse``). The data is
+    copied, so this run's log says what it built on."""
+
+    USER_DATA_FIELDS: ClassVar[tuple[str, ...]] = ("data",)
+
+    source: str
+    data: Any = None
+    execution_time: float = 0.0
+
+
 class TaskAdopted(_TaskEvent, frozen=True, kw_only=True, tag="task.adopted"):
     """Another engine took this task over from ``previous_owner``, whose lease had
     expired (see :mod:`domain.lease`). No status change; committed with the
@@ -180,6 +194,7 @@ TASK_EVENT_TYPES: tuple[type[_TaskEvent], ...] = (
     TaskSkipped,
     TaskLateResultDiscarded,
     TaskAdopted,
+    TaskReused,
 )
 register_event_types(*TASK_EVENT_TYPES)
 
@@ -200,6 +215,7 @@ TRIGGER_OF: dict[type[Event], str] = {
     TaskFailed: "fail",
     TaskCancelled: "cancel",
     TaskSkipped: "skip",
+    TaskReused: "reuse",
 }
 
 
@@ -354,6 +370,17 @@ def discard_late_result(
     )
 
 
+def reuse(state: TaskState, meta: EventMeta, *, source: str, data: Any, execution_time: float) -> TaskReused:
+    return TaskReused(
+        aggregate_id=state.id,
+        version=_next(state, "reuse"),
+        source=source,
+        data=data,
+        execution_time=execution_time,
+        **_meta(meta),
+    )
+
+
 def adopt(state: TaskState, meta: EventMeta, *, owner: str) -> TaskAdopted:
     return TaskAdopted(
         aggregate_id=state.id, version=state.version + 1, owner=owner, previous_owner=state.owner, **_meta(meta)
@@ -393,5 +420,7 @@ def evolve(state: TaskState | None, event: Event) -> TaskState:
         state.status = TaskStatus.SKIPPED
     elif isinstance(event, TaskAdopted):
         state.owner = event.owner
+    elif isinstance(event, TaskReused):
+        state.status = TaskStatus.COMPLETED
     # TaskLateResultDiscarded changes nothing but the version.
     return state

@@ -28,7 +28,7 @@ import functools
 import math
 import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -57,7 +57,7 @@ from engine.builtins import register_missing_builtins
 from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import OrchestrationConfig, load_config
-from engine.models import OrchestrationSession, Task, TaskResult, WorkflowStep
+from engine.models import OrchestrationSession, Task, TaskResult, WorkflowExecution, WorkflowStep
 from engine.project_manager import ProjectManager
 from engine.recovery import RecoveryReport
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
@@ -510,8 +510,63 @@ class OrchestrationEngine:
             if temporary:
                 self.close_session(sid)
 
+    def resume_workflow(
+        self, run_id: str, session_id: str | None = None, *, current_definition: bool = False
+    ) -> dict[str, Any]:
+        """Run an ended run again from where it failed: a new run (``restart_of``)
+        reusing the completed steps' recorded results; the same result dict as
+        :meth:`execute_workflow`. See :meth:`WorkflowManager.resume`."""
+        return self._restart(
+            lambda sid, user: self.workflow_manager.resume(
+                run_id, current_definition=current_definition, session_id=sid, actor=user
+            ),
+            session_id,
+        )
+
+    def fork_workflow(
+        self,
+        run_id: str,
+        from_step: str,
+        session_id: str | None = None,
+        *,
+        parameters: dict[str, Any] | None = None,
+        current_definition: bool = False,
+    ) -> dict[str, Any]:
+        """A new run (``forked_from``) that runs ``from_step`` and everything downstream
+        again and reuses the rest. See :meth:`WorkflowManager.fork`."""
+        return self._restart(
+            lambda sid, user: self.workflow_manager.fork(
+                run_id,
+                from_step,
+                parameters=parameters,
+                current_definition=current_definition,
+                session_id=sid,
+                actor=user,
+            ),
+            session_id,
+        )
+
+    def _restart(
+        self, start: Callable[[str, str], Coroutine[Any, Any, WorkflowExecution]], session_id: str | None
+    ) -> dict[str, Any]:
+        sid, user, temporary = self._checked_session(session_id)
+        try:
+            blocked = self._resources_or_failure(sid, result=None, execution_time=None, steps_executed=0)
+            if blocked is not None:
+                return blocked
+            return self._execute_in_session("", {}, sid, user, start=start)
+        finally:
+            if temporary:
+                self.close_session(sid)
+
     def _execute_in_session(
-        self, name: str, params: dict[str, Any], sid: str, user: str, idempotency_key: str | None = None
+        self,
+        name: str,
+        params: dict[str, Any],
+        sid: str,
+        user: str,
+        idempotency_key: str | None = None,
+        start: Callable[[str, str], Coroutine[Any, Any, WorkflowExecution]] | None = None,
     ) -> dict[str, Any]:
         slot = self._workflow_slots[sid]
         with slot:
@@ -519,7 +574,9 @@ class OrchestrationEngine:
                 self._active_workflows[sid] = self._active_workflows.get(sid, 0) + 1
             try:
                 execution = run_coroutine(
-                    self.workflow_manager.execute_workflow(
+                    start(sid, user)
+                    if start is not None
+                    else self.workflow_manager.execute_workflow(
                         name, params, session_id=sid, actor=user, idempotency_key=idempotency_key
                     )
                 )

@@ -285,6 +285,7 @@ class TaskOrchestrator:
         aliases: dict[str, dict[str, str]] | None = None,
         with_events: Sequence[Event] = (),
         group: str = "",
+        reused: dict[str, tuple[str, Any, float]] | None = None,
     ) -> list[str]:
         """Record several tasks in one commit. Dependencies may point at tasks earlier
         or later in the same call; a cycle is rejected and nothing is recorded.
@@ -293,7 +294,9 @@ class TaskOrchestrator:
         orchestrator's). ``aliases[task_id]`` names dependencies for ``{{alias.output}}``
         references in that task's parameters. ``with_events`` (other aggregates' events,
         e.g. a workflow run's creation) are committed in the same transaction, first.
-        ``group`` puts the tasks in a group limited by :meth:`set_group_limit`."""
+        ``group`` puts the tasks in a group limited by :meth:`set_group_limit`.
+        ``reused[task_id] = (source task, data, execution time)`` completes that task
+        with ``source``'s recorded result instead of running it (``task.reused``)."""
         definitions = [definition_of(t) for t in tasks]
         if not definitions:
             return []
@@ -321,7 +324,7 @@ class TaskOrchestrator:
             self._uncommitted |= new_ids
             for event in created:
                 events.append(event)
-                self._register_new(event, events)
+                self._register_new(event, events, (reused or {}).get(event.aggregate_id))
             dispatch: list[_Attempt] = []
             self._admit(events, dispatch, allow=new_ids)
             ticket = self._commit(events, dispatch, wait=True, encoded=encoded, created=new_ids)
@@ -367,16 +370,24 @@ class TaskOrchestrator:
             visit(task_id, [])
         return order
 
-    def _register_new(self, created: T.TaskCreated, events: list[Event]) -> None:
+    def _register_new(
+        self, created: T.TaskCreated, events: list[Event], reuse: tuple[str, Any, float] | None = None
+    ) -> None:
         task_id = created.aggregate_id
         state = T.evolve(None, created)
         self._states[task_id] = state
         self._age[task_id] = next(self._ages)
         self._owned.add(task_id)
         self._open_owned += 1
-        unmet = 0
         for dep in created.dependencies:
             self._dependents.setdefault(dep, []).append(task_id)
+        if reuse is not None:  # completes at once, with the original's result
+            source, data, execution_time = reuse
+            meta = self._meta(created.event_id, state)
+            self._decide(events, T.reuse(state, meta, source=source, data=data, execution_time=execution_time))
+            return
+        unmet = 0
+        for dep in created.dependencies:
             dep_state = self._states[dep]
             if dep_state.status is TaskStatus.COMPLETED:
                 continue

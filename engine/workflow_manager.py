@@ -43,6 +43,7 @@ from domain.lifecycles import TASK, WORKFLOW_RUN
 from domain.workflow import (
     RunState,
     StepSpec,
+    WorkflowDefined,
     WorkflowRunCancelled,
     WorkflowRunCompleted,
     WorkflowRunCreated,
@@ -64,7 +65,7 @@ from engine.models import Task, WorkflowExecution, WorkflowStep
 from engine.registry import DEFAULT_REGISTRY
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_files import parse_workflow_file, step_spec, write_workflow_file
-from projections.workflows import WorkflowView
+from projections.workflows import DefinitionRecord, WorkflowView
 from projections.workflows import apply as apply_workflow_event
 
 __all__ = ["DEFAULT_STEP_ESTIMATE", "WorkflowManager"]
@@ -311,9 +312,14 @@ class WorkflowManager:
         session_id: str,
         actor: str,
         claim: tuple[str, str] | None = None,
+        restart: _Restart | None = None,
     ) -> tuple[str, dict[str, str]]:
-        with self._view_lock:
-            definition = self.view.definitions.get(name)
+        definition: DefinitionRecord | _Restart | None
+        if restart is not None:
+            definition = restart
+        else:
+            with self._view_lock:
+                definition = self.view.definitions.get(name)
         if definition is None:
             raise ValidationError(f"workflow {name!r} not found", code="UNKNOWN_WORKFLOW")
         if not isinstance(parameters, dict) or not all(isinstance(k, str) for k in parameters):
@@ -374,6 +380,7 @@ class WorkflowManager:
             actor=actor,
             correlation_id=run_id,
             causation_id=f"workflow:{name}@{definition.version}",
+            **(restart.lineage if restart is not None else {}),
         )
         WORKFLOW_RUN.decide(WORKFLOW_RUN.initial, "start", run_id)
         started = WorkflowRunStarted(
@@ -390,8 +397,15 @@ class WorkflowManager:
                 idempotency_claim(claim[0], meta, kind="workflow_run", target=run_id, fingerprint=claim[1])
             )
         try:
+            reused = {task_ids[step]: source for step, source in restart.reused.items()} if restart else None
             self.orchestrator.add_tasks(
-                tasks, correlation_id=run_id, actor=actor, aliases=aliases, with_events=with_events, group=session_id
+                tasks,
+                correlation_id=run_id,
+                actor=actor,
+                aliases=aliases,
+                with_events=with_events,
+                group=session_id,
+                reused=reused,
             )
         except BaseException:
             with self._lock:
@@ -583,6 +597,125 @@ class WorkflowManager:
             "module_usage_stats": modules,
         }
 
+    # -- resume and fork ---------------------------------------------------------
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        current_definition: bool = False,
+        timeout: float | None = None,
+        session_id: str = "",
+        actor: str = "system",
+    ) -> WorkflowExecution:
+        """Run an ended run again as a new run (``restart_of`` ``run_id``): its
+        COMPLETED steps keep their recorded results without running
+        (``task.reused``); every other step and everything downstream of it runs.
+        ``current_definition``: the workflow's latest version instead of the run's."""
+        restart = self._plan_restart(run_id, None, None, current_definition)
+        return await self._run_restart(restart, timeout, session_id, actor)
+
+    async def fork(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        current_definition: bool = False,
+        timeout: float | None = None,
+        session_id: str = "",
+        actor: str = "system",
+    ) -> WorkflowExecution:
+        """A new run (``forked_from`` ``run_id``) in which ``from_step`` and every step
+        downstream of it run again, with the run's parameters updated by
+        ``parameters``; the other steps keep their recorded results (those that did
+        not complete run again too)."""
+        restart = self._plan_restart(run_id, from_step, parameters, current_definition)
+        return await self._run_restart(restart, timeout, session_id, actor)
+
+    async def _run_restart(
+        self, restart: _Restart, timeout: float | None, session_id: str, actor: str
+    ) -> WorkflowExecution:
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValidationError(f"timeout must be a number > 0 or None, got {timeout!r}")
+        run_id, task_ids = await asyncio.to_thread(
+            self._start_run, restart.name, restart.parameters, timeout, session_id, actor, None, restart
+        )
+        try:
+            return await self._drive(run_id, task_ids, restart.name, timeout)
+        finally:
+            with self._lock:
+                self._active.discard(run_id)
+
+    def _plan_restart(
+        self, run_id: str, from_step: str | None, overrides: dict[str, Any] | None, current: bool
+    ) -> _Restart:
+        """Which steps of ``run_id`` a resume (``from_step`` None) or fork reuses."""
+        if not isinstance(run_id, str) or not run_id:
+            raise ValidationError(f"run_id must be a non-empty string, got {run_id!r}")
+        if overrides is not None and (
+            not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides)
+        ):
+            raise ValidationError(f"parameters must be a dict with string keys, got {overrides!r:.100}")
+        self._catch_up_run(run_id)
+        state = self._runs[run_id]
+        if not WORKFLOW_RUN.is_final(state.status):
+            raise ValidationError(
+                f"run {run_id!r} is {state.status.value}: only an ended run can be resumed or forked",
+                code="RUN_NOT_ENDED",
+            )
+        name = state.created.workflow
+        if current:
+            with self._view_lock:
+                latest = self.view.definitions.get(name)
+            if latest is None:
+                raise NotFoundError(f"workflow {name!r} has no definition")
+            version, specs = latest.version, list(latest.steps)
+        else:
+            version, specs = state.created.definition_version, self._recorded_steps(name, state.created)
+        names = {s.name for s in specs}
+        if from_step is not None and from_step not in names:
+            raise ValidationError(
+                f"step {from_step!r} is not a step of {name!r} version {version} (steps: {sorted(names)})",
+                code="UNKNOWN_STEP",
+            )
+        children: dict[str, set[str]] = {n: set() for n in names}
+        for spec in specs:
+            for dep in implied_dependencies(spec, names):
+                children[dep].add(spec.name)
+        original = state.created.step_tasks
+        records = dict(zip(original, self.orchestrator.task_records(original.values()), strict=True))
+        again = {n for n in names if (r := records.get(n)) is None or r.status is not TaskStatus.COMPLETED}
+        if from_step is not None:
+            again.add(from_step)
+        stack = list(again)
+        while stack:  # everything downstream runs again too
+            for child in children[stack.pop()]:
+                if child not in again:
+                    again.add(child)
+                    stack.append(child)
+        reused: dict[str, tuple[str, Any, float]] = {}
+        for step in sorted(names - again):
+            record = records[step]
+            assert record is not None
+            assert record.result is not None
+            reused[step] = (original[step], record.result.data, record.result.execution_time)
+        lineage: dict[str, Any] = {"reused_steps": sorted(reused)}
+        if from_step is None:
+            lineage["restart_of"] = run_id
+        else:
+            lineage.update(forked_from=run_id, from_step=from_step)
+        parameters = {**state.created.parameters, **(overrides or {})}
+        return _Restart(name, version, specs, parameters, reused, lineage)
+
+    def _recorded_steps(self, name: str, created: WorkflowRunCreated) -> list[StepSpec]:
+        for event in self.store.read_stream(f"workflow:{name}"):
+            if isinstance(event, WorkflowDefined) and event.version == created.definition_version:
+                return list(event.steps)
+        raise NotFoundError(f"no definition of workflow {name!r} version {created.definition_version} in the log")
+
     # -- recovery ----------------------------------------------------------------
 
     def recover_runs(self) -> list[str]:
@@ -662,6 +795,18 @@ class WorkflowManager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Restart(NamedTuple):
+    """A resume or fork, planned: what ``_start_run`` needs instead of the latest
+    definition (``version`` and ``steps`` stand for a ``DefinitionRecord``)."""
+
+    name: str
+    version: int
+    steps: list[StepSpec]
+    parameters: dict[str, Any]
+    reused: dict[str, tuple[str, Any, float]]
+    lineage: dict[str, Any]
 
 
 class _Envelope(NamedTuple):

@@ -35,6 +35,7 @@ from domain.task import (
     TaskLateResultDiscarded,
     TaskReady,
     TaskRetryScheduled,
+    TaskReused,
     TaskSkipped,
     TaskStarted,
 )
@@ -239,6 +240,19 @@ def _late_result(view: TaskView, rec: TaskRecord, event: TaskLateResultDiscarded
     rec.late_results += 1
 
 
+def _reused(view: TaskView, rec: TaskRecord, event: TaskReused) -> None:
+    """COMPLETED with the original's result; no attempt ran, so no execution time is
+    added to the statistics."""
+    _set_status(view, rec, TaskStatus.COMPLETED)
+    rec.completed_at = event.timestamp
+    rec.result = ResultRecord(
+        success=True,
+        data=event.data,
+        execution_time=0.0,
+        metadata={"reused_from": event.source, "original_execution_time": event.execution_time},
+    )
+
+
 def _adopted(view: TaskView, rec: TaskRecord, event: TaskAdopted) -> None:
     rec.owner = event.owner
 
@@ -253,6 +267,7 @@ _HANDLERS: dict[type[Any], Callable[[TaskView, TaskRecord, Any], None]] = {
     TaskSkipped: _skipped,
     TaskLateResultDiscarded: _late_result,
     TaskAdopted: _adopted,
+    TaskReused: _reused,
 }
 
 

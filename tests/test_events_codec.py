@@ -39,6 +39,7 @@ from domain.task import (
     TaskLateResultDiscarded,
     TaskReady,
     TaskRetryScheduled,
+    TaskReused,
     TaskSkipped,
     TaskStarted,
     TaskState,
@@ -122,6 +123,7 @@ TASK_SAMPLES: dict[type[Event], Event] = {
         aggregate_id="t-1", version=5, **ENVELOPE, attempt=1, success=False, execution_time=31.0, error_type="X"
     ),
     TaskAdopted: TaskAdopted(aggregate_id="t-1", version=6, **ENVELOPE, owner="engine-b", previous_owner="engine-a"),
+    TaskReused: TaskReused(aggregate_id="t-9", version=2, **ENVELOPE, source="run-1/t-9", data={"rows": 3}),
 }
 
 
@@ -194,6 +196,7 @@ def test_task_events_are_registered() -> None:
         "task.late_result_discarded",
         "task.ready",
         "task.retry_scheduled",
+        "task.reused",
         "task.skipped",
         "task.started",
     ]
