@@ -114,3 +114,12 @@ class AllocationStatus(StrEnum):
     EXPIRED = "expired"
     REJECTED = "rejected"
     REVOKED = "revoked"
+
+
+class LeaseStatus(StrEnum):
+    """Lifecycle of an engine instance's lease on the work it owns (not in the spec:
+    durable execution needs ownership to be explicit in the log)."""
+
+    ACTIVE = "active"
+    RELEASED = "released"
+    TAKEN_OVER = "taken_over"

@@ -33,6 +33,7 @@ from transitions import Machine
 
 from domain.enums import (
     AllocationStatus,
+    LeaseStatus,
     ProjectStatus,
     ResourceStatus,
     SessionStatus,
@@ -44,6 +45,8 @@ from domain.errors import IllegalTransitionError
 __all__ = [
     "ALLOCATION",
     "ALLOCATION_TRANSITIONS",
+    "LEASE",
+    "LEASE_TRANSITIONS",
     "LIFECYCLES",
     "PROJECT",
     "PROJECT_TRANSITIONS",
@@ -72,6 +75,7 @@ TASK_TRANSITIONS: tuple[Row, ...] = (
     ("fail", (_T.RUNNING,), _T.FAILED),
     ("cancel", (_T.PENDING, _T.READY, _T.RUNNING), _T.CANCELLED),
     ("skip", (_T.PENDING, _T.READY), _T.SKIPPED),
+    ("reuse", (_T.PENDING,), _T.COMPLETED),
 )
 
 _S = SessionStatus
@@ -121,6 +125,14 @@ ALLOCATION_TRANSITIONS: tuple[Row, ...] = (
     ("release", (_A.ACTIVE,), _A.RELEASED),
     ("expire", (_A.ACTIVE,), _A.EXPIRED),
     ("revoke", (_A.ACTIVE,), _A.REVOKED),
+)
+
+
+_L = LeaseStatus
+LEASE_TRANSITIONS: tuple[Row, ...] = (
+    ("renew", (_L.ACTIVE,), _L.ACTIVE),
+    ("release", (_L.ACTIVE,), _L.RELEASED),
+    ("take_over", (_L.ACTIVE, _L.RELEASED), _L.TAKEN_OVER),
 )
 
 
@@ -245,6 +257,14 @@ ALLOCATION: Lifecycle[AllocationStatus] = Lifecycle(
     ),
 )
 
+LEASE: Lifecycle[LeaseStatus] = Lifecycle(
+    "lease",
+    LeaseStatus,
+    LEASE_TRANSITIONS,
+    initial=LeaseStatus.ACTIVE,
+    final=(LeaseStatus.TAKEN_OVER,),
+)
+
 LIFECYCLES: Mapping[str, Lifecycle[Any]] = {
-    lc.name: lc for lc in (TASK, SESSION, WORKFLOW_RUN, PROJECT, RESOURCE, ALLOCATION)
+    lc.name: lc for lc in (TASK, SESSION, WORKFLOW_RUN, PROJECT, RESOURCE, ALLOCATION, LEASE)
 }

@@ -23,6 +23,7 @@ from domain.lifecycles import TASK
 
 __all__ = [
     "ResourceSpec",
+    "TaskAdopted",
     "TaskCancelled",
     "TaskCompleted",
     "TaskCreated",
@@ -30,10 +31,12 @@ __all__ = [
     "TaskLateResultDiscarded",
     "TaskReady",
     "TaskRetryScheduled",
+    "TaskReused",
     "TaskSkipped",
     "TaskSoftTimeoutReached",
     "TaskStarted",
     "TaskState",
+    "adopt",
     "attempt_failed",
     "cancel",
     "complete",
@@ -41,6 +44,7 @@ __all__ = [
     "discard_late_result",
     "evolve",
     "ready",
+    "reuse",
     "skip",
     "soft_timeout_reached",
     "start",
@@ -172,6 +176,28 @@ class TaskSoftTimeoutReached(_TaskEvent, frozen=True, kw_only=True, tag="task.so
     soft_timeout: float
 
 
+class TaskReused(_TaskEvent, frozen=True, kw_only=True, tag="task.reused"):
+    """The step of a resumed or forked run that keeps the result ``source`` (a task of
+    the original run) recorded: COMPLETED without running (``reuse``). The data is
+    copied, so this run's log says what it built on."""
+
+    USER_DATA_FIELDS: ClassVar[tuple[str, ...]] = ("data",)
+
+    source: str
+    data: Any = None
+    execution_time: float = 0.0
+
+
+class TaskAdopted(_TaskEvent, frozen=True, kw_only=True, tag="task.adopted"):
+    """Another engine took this task over from ``previous_owner``, whose lease had
+    expired (see :mod:`domain.lease`). No status change; committed with the
+    ``lease.taken_over`` that names it, and before the interrupted attempt (if the task
+    was RUNNING) is recorded as failed."""
+
+    owner: str
+    previous_owner: str
+
+
 TASK_EVENT_TYPES: tuple[type[_TaskEvent], ...] = (
     TaskCreated,
     TaskReady,
@@ -183,6 +209,8 @@ TASK_EVENT_TYPES: tuple[type[_TaskEvent], ...] = (
     TaskSkipped,
     TaskLateResultDiscarded,
     TaskSoftTimeoutReached,
+    TaskAdopted,
+    TaskReused,
 )
 register_event_types(*TASK_EVENT_TYPES)
 
@@ -203,6 +231,7 @@ TRIGGER_OF: dict[type[Event], str] = {
     TaskFailed: "fail",
     TaskCancelled: "cancel",
     TaskSkipped: "skip",
+    TaskReused: "reuse",
 }
 
 
@@ -216,6 +245,7 @@ class TaskState:
     definition: TaskCreated
     attempt: int = 0
     retry_at: datetime | None = None
+    owner: str = ""
 
     @property
     def retries_used(self) -> int:
@@ -370,11 +400,34 @@ def soft_timeout_reached(state: TaskState, meta: EventMeta) -> TaskSoftTimeoutRe
     )
 
 
+def reuse(state: TaskState, meta: EventMeta, *, source: str, data: Any, execution_time: float) -> TaskReused:
+    return TaskReused(
+        aggregate_id=state.id,
+        version=_next(state, "reuse"),
+        source=source,
+        data=data,
+        execution_time=execution_time,
+        **_meta(meta),
+    )
+
+
+def adopt(state: TaskState, meta: EventMeta, *, owner: str) -> TaskAdopted:
+    return TaskAdopted(
+        aggregate_id=state.id, version=state.version + 1, owner=owner, previous_owner=state.owner, **_meta(meta)
+    )
+
+
 def evolve(state: TaskState | None, event: Event) -> TaskState:
     """Apply ``event`` to ``state`` (``None`` before ``task.created``). Updates the
     state in place and returns it; never runs user code."""
     if isinstance(event, TaskCreated):
-        return TaskState(id=event.aggregate_id, version=event.version, status=TaskStatus.PENDING, definition=event)
+        return TaskState(
+            id=event.aggregate_id,
+            version=event.version,
+            status=TaskStatus.PENDING,
+            definition=event,
+            owner=event.owner,
+        )
     if state is None:
         raise CorruptHistoryError(f"{event.type} for task {event.aggregate_id} before task.created")
     state.version = event.version
@@ -395,5 +448,9 @@ def evolve(state: TaskState | None, event: Event) -> TaskState:
         state.status = TaskStatus.CANCELLED
     elif isinstance(event, TaskSkipped):
         state.status = TaskStatus.SKIPPED
+    elif isinstance(event, TaskAdopted):
+        state.owner = event.owner
+    elif isinstance(event, TaskReused):
+        state.status = TaskStatus.COMPLETED
     # TaskLateResultDiscarded and TaskSoftTimeoutReached change nothing but the version.
     return state

@@ -96,11 +96,18 @@ class WorkflowRunCreated(_RunEvent, frozen=True, kw_only=True, tag="workflow_run
 
     workflow: str
     definition_version: int
+    restart_of: str = ""
+    """The run this one resumes (its completed steps are reused)."""
+    forked_from: str = ""
+    """The run this one forks (from ``from_step`` on, the steps run again)."""
+    from_step: str = ""
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)
     step_tasks: dict[str, str] = msgspec.field(default_factory=dict)
     timeout: float | None = None
     session_id: str = ""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    reused_steps: list[str] = msgspec.field(default_factory=list)
+    """Steps that keep the original run's results (``task.reused``) instead of running."""
 
 
 class WorkflowRunStarted(_RunEvent, frozen=True, kw_only=True, tag="workflow_run.started"):

@@ -8,6 +8,8 @@ Temporal's ``workflow.now()`` and ``workflow.uuid4()``).
 from __future__ import annotations
 
 import itertools
+import os
+import socket
 import threading
 import time
 import uuid
@@ -101,6 +103,9 @@ class Runtime:
 
     clock: Clock = field(default_factory=SystemClock)
     ids: IdGenerator = field(default_factory=UuidIds)
+    host: str = field(default_factory=socket.gethostname)
+    """Recorded in leases (which machine owns work); fixed for byte-stable histories."""
+    pid: int = field(default_factory=os.getpid)
 
     @classmethod
     def deterministic(cls, prefix: str = "id") -> Runtime:

@@ -87,6 +87,13 @@ Types and ranges (every source):
   (``"mypkg."``, or ``"*"`` for any); default none. A prefix is matched with
   ``str.startswith``, so end it with ``.`` to mean "this package": ``"mypkg"``
   also matches ``mypkgevil``. Empty strings are rejected.
+* ``recovery``: what a starting engine does with work in flight of engines whose
+  lease expired (crashed processes): ``"resume"`` (default), ``"fail"`` or ``"off"``
+  (see ``engine/recovery.py``).
+* ``lease_ttl``: seconds, a finite number ``> 0`` (default 30): how long an engine's
+  lease on its work lasts without a heartbeat (renewed every third of it). Another
+  engine may take the work over only after that; keep it above the clock skew
+  between machines.
 * ``executor``: where actions run: ``"threads"`` (default), ``"processes"`` or
   ``"dask"`` (README "Executors and what each guarantees").
 * ``process_workers``: worker processes of the ``processes`` executor, an integer
@@ -131,6 +138,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from domain.errors import ValidationError
+from engine.leases import DEFAULT_LEASE_TTL
+from engine.recovery import RECOVERY_POLICIES
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -192,6 +201,8 @@ CONFIG_KEYS: tuple[str, ...] = (
     "cleanup_interval",
     "allow_imports",
     "enable_shell",
+    "recovery",
+    "lease_ttl",
     "executor",
     "process_workers",
     "dask_scheduler_address",
@@ -360,6 +371,12 @@ def _to_import_prefixes(key: str, value: object, origin: _Origin) -> tuple[str, 
     return tuple(value)
 
 
+def _to_recovery(key: str, value: object, origin: _Origin) -> str:
+    if value not in RECOVERY_POLICIES:
+        raise _invalid(key, origin, f"one of {list(RECOVERY_POLICIES)}", value)
+    return str(value)
+
+
 _Converter = Callable[[str, object, _Origin], Any]
 
 _CONVERTERS: Mapping[str, _Converter] = MappingProxyType(
@@ -376,6 +393,8 @@ _CONVERTERS: Mapping[str, _Converter] = MappingProxyType(
         "cleanup_interval": _to_seconds,
         "allow_imports": _to_import_prefixes,
         "enable_shell": _to_bool,
+        "recovery": _to_recovery,
+        "lease_ttl": _to_seconds,
         "executor": _to_executor,
         "process_workers": _to_optional_max_workers,
         "dask_scheduler_address": _to_optional_address,
@@ -419,6 +438,8 @@ class OrchestrationConfig:
     cleanup_interval: float = DEFAULT_CLEANUP_INTERVAL
     allow_imports: tuple[str, ...] = ()
     enable_shell: bool = False
+    recovery: str = "resume"
+    lease_ttl: float = DEFAULT_LEASE_TTL
     executor: str = DEFAULT_EXECUTOR
     process_workers: int | None = None
     dask_scheduler_address: str | None = None
@@ -579,6 +600,8 @@ def load_config(
         "cleanup_interval": DEFAULT_CLEANUP_INTERVAL,
         "allow_imports": (),
         "enable_shell": False,
+        "recovery": "resume",
+        "lease_ttl": DEFAULT_LEASE_TTL,
         "executor": DEFAULT_EXECUTOR,
         "process_workers": None,
         "dask_scheduler_address": None,

@@ -28,19 +28,23 @@ import functools
 import math
 import queue
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from domain.enums import OrchestrationMode, SessionStatus, TaskStatus, WorkflowStatus
 from domain.errors import (
+    ConcurrencyConflictError,
     NotFoundError,
     OrchestrationError,
     ResourceAllocationError,
     ValidationError,
     WorkflowExecutionError,
 )
-from domain.events import Event, Recorded
+from domain.events import Event, EventMeta, Recorded
+from domain.idempotency import check_key
+from domain.idempotency import claim as idempotency_claim
+from domain.idempotency import fingerprint as idempotency_fingerprint
 from domain.lifecycles import SESSION, TASK
 from domain.session import (
     HandlerFailed,
@@ -54,12 +58,14 @@ from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import OrchestrationConfig, load_config
 from engine.executors import Executor, executor_from_config
-from engine.models import OrchestrationSession, Task, TaskResult, WorkflowStep
+from engine.models import OrchestrationSession, Task, TaskResult, WorkflowExecution, WorkflowStep
 from engine.project_manager import ProjectManager
+from engine.recovery import RecoveryReport
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_manager import ResourceManager
 from engine.results import failure, run_coroutine, workflow_result
 from engine.store import open_store
+from engine.task_input import definition_of
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
 from projections.sessions import SessionView
@@ -133,6 +139,7 @@ class OrchestrationEngine:
             store=self.store,
             registry=self.registry,
             runtime=runtime,
+            lease_ttl=self.config.lease_ttl,
             executor=given if given is not None else executor_from_config(self.config),
         )
         self.runtime = self.task_orchestrator.runtime
@@ -184,6 +191,25 @@ class OrchestrationEngine:
             r.status is SessionStatus.ACTIVE and r.timeout_seconds is not None for r in self.sessions.sessions.values()
         ):
             self._ensure_janitor()  # sessions with a timeout survive a restart: keep expiring them
+        self.last_recovery: RecoveryReport | None = None
+        if self.config.recovery != "off":
+            self.recover()
+
+    # -- recovery ----------------------------------------------------------------
+
+    def recover(self, policy: str | None = None) -> RecoveryReport:
+        """Take over the work in flight of engines whose lease expired (see
+        :mod:`engine.recovery`; ``policy`` defaults to the configured ``recovery``).
+        Called by the constructor; call it again (e.g. periodically) for engines that
+        die while this one runs. Adopted steps run at once; their runs are recorded
+        as ended when their steps are final (:meth:`WorkflowManager.recover_runs`)."""
+        report = self.task_orchestrator.recover(policy or self.config.recovery)
+        if report.policy != "off":
+            self.workflow_manager.recover_runs()
+        if report.tasks:
+            self.task_orchestrator.start_execution()
+        self.last_recovery = report
+        return report
 
     # -- views and notifications -------------------------------------------------
 
@@ -468,27 +494,96 @@ class OrchestrationEngine:
 
     # -- execution -----------------------------------------------------------------
 
-    def execute_workflow(self, workflow_name: str, session_id: str | None = None, **params: Any) -> dict[str, Any]:
+    def execute_workflow(
+        self,
+        workflow_name: str,
+        session_id: str | None = None,
+        idempotency_key: str | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
         """Run a workflow in a session; the spec's result dict (plus ``results``,
-        ``run_id``, ``status`` and ``errors``)."""
+        ``run_id``, ``status`` and ``errors``). With ``idempotency_key``, a repeated
+        call returns the first call's run (waiting for it to end) instead of starting
+        another; ``idempotency_key`` is therefore not a workflow parameter name."""
         sid, user, temporary = self._checked_session(session_id)
         try:
             blocked = self._resources_or_failure(sid, result=None, execution_time=None, steps_executed=0)
             if blocked is not None:
                 return blocked
-            return self._execute_in_session(workflow_name, params, sid, user)
+            return self._execute_in_session(workflow_name, params, sid, user, idempotency_key)
         finally:
             if temporary:
                 self.close_session(sid)
 
-    def _execute_in_session(self, name: str, params: dict[str, Any], sid: str, user: str) -> dict[str, Any]:
+    def resume_workflow(
+        self, run_id: str, session_id: str | None = None, *, current_definition: bool = False
+    ) -> dict[str, Any]:
+        """Run an ended run again from where it failed: a new run (``restart_of``)
+        reusing the completed steps' recorded results; the same result dict as
+        :meth:`execute_workflow`. See :meth:`WorkflowManager.resume`."""
+        return self._restart(
+            lambda sid, user: self.workflow_manager.resume(
+                run_id, current_definition=current_definition, session_id=sid, actor=user
+            ),
+            session_id,
+        )
+
+    def fork_workflow(
+        self,
+        run_id: str,
+        from_step: str,
+        session_id: str | None = None,
+        *,
+        parameters: dict[str, Any] | None = None,
+        current_definition: bool = False,
+    ) -> dict[str, Any]:
+        """A new run (``forked_from``) that runs ``from_step`` and everything downstream
+        again and reuses the rest. See :meth:`WorkflowManager.fork`."""
+        return self._restart(
+            lambda sid, user: self.workflow_manager.fork(
+                run_id,
+                from_step,
+                parameters=parameters,
+                current_definition=current_definition,
+                session_id=sid,
+                actor=user,
+            ),
+            session_id,
+        )
+
+    def _restart(
+        self, start: Callable[[str, str], Coroutine[Any, Any, WorkflowExecution]], session_id: str | None
+    ) -> dict[str, Any]:
+        sid, user, temporary = self._checked_session(session_id)
+        try:
+            blocked = self._resources_or_failure(sid, result=None, execution_time=None, steps_executed=0)
+            if blocked is not None:
+                return blocked
+            return self._execute_in_session("", {}, sid, user, start=start)
+        finally:
+            if temporary:
+                self.close_session(sid)
+
+    def _execute_in_session(
+        self,
+        name: str,
+        params: dict[str, Any],
+        sid: str,
+        user: str,
+        idempotency_key: str | None = None,
+        start: Callable[[str, str], Coroutine[Any, Any, WorkflowExecution]] | None = None,
+    ) -> dict[str, Any]:
         slot = self._workflow_slots[sid]
         with slot:
             with self._lock:
                 self._active_workflows[sid] = self._active_workflows.get(sid, 0) + 1
             try:
                 execution = run_coroutine(
-                    self.workflow_manager.execute_workflow(name, params, session_id=sid, actor=user)
+                    start(sid, user)
+                    if start is not None
+                    else self.workflow_manager.execute_workflow(
+                        name, params, session_id=sid, actor=user, idempotency_key=idempotency_key
+                    )
                 )
             except OrchestrationError as e:
                 return failure(e, result=None, execution_time=None, steps_executed=0, session_id=sid)
@@ -500,9 +595,13 @@ class OrchestrationEngine:
                     self._active_workflows[sid] -= 1
         return workflow_result(execution, session_id=sid)
 
-    def execute_task(self, task: Task | dict[str, Any], session_id: str | None = None) -> dict[str, Any]:
+    def execute_task(
+        self, task: Task | dict[str, Any], session_id: str | None = None, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Run one task in a session (its limits apply); ``{"success", "result",
-        "task_id"}`` plus the error keys on failure."""
+        "task_id"}`` plus the error keys on failure. With ``idempotency_key``, a
+        repeated call returns the first call's task (once final) instead of adding
+        another; the key must not be reused for a different task definition."""
         sid, user, temporary = self._checked_session(session_id)
         try:
             blocked = self._resources_or_failure(sid, result=None, task_id=getattr(task, "id", None))
@@ -517,23 +616,59 @@ class OrchestrationEngine:
                 return failure(ValidationError(f"expected a Task or dict, got {type(task).__name__}"),
                                 result=None, task_id=None)  # fmt: skip
             done = threading.Event()
+            task_id = task.id
             try:
-                self.task_orchestrator.add_tasks([task], correlation_id=sid, actor=user, group=sid)
-                self.task_orchestrator.start_execution()
-                self.task_orchestrator.when_final([task.id], done.set)
+                claimed = self._claim_task(task, idempotency_key, sid, user)
+                if claimed is not None:
+                    task_id = claimed
+                else:
+                    self.task_orchestrator.start_execution()
+                self.task_orchestrator.when_final([task_id], done.set)
             except OrchestrationError as e:
                 return failure(e, result=None, task_id=task.id)
             done.wait()
-            got = self.task_orchestrator.get_task(task.id)
+            got = self.task_orchestrator.get_task(task_id)
             assert got is not None
             assert got.result is not None
-            out: dict[str, Any] = {"success": got.result.success, "result": got.result.to_dict(), "task_id": task.id}
+            out: dict[str, Any] = {"success": got.result.success, "result": got.result.to_dict(), "task_id": task_id}
             if not got.result.success:
                 out.update(_task_failure(got.id, got.status, got.result))
             return out
         finally:
             if temporary:
                 self.close_session(sid)
+
+    def _claim_task(self, task: Task, key: str | None, sid: str, user: str) -> str | None:
+        """Add ``task`` (with the claim of ``key``, in one commit); the id of the task an
+        earlier call with ``key`` added instead, if any."""
+        if key is None:
+            self.task_orchestrator.add_tasks([task], correlation_id=sid, actor=user, group=sid)
+            return None
+        key = check_key(key)
+        _, request = definition_of(task)  # what the task asks for; its id and runtime fields aside
+        fp = idempotency_fingerprint("task", f"{task.module}.{task.action}", request)
+        claims = self.workflow_manager.claims
+        existing = claims.existing(key, "task", fp)
+        if existing is not None:
+            return self._known_task(existing)
+        meta = EventMeta(timestamp=self.runtime.clock.now(), actor=user, correlation_id=sid)
+        claim = idempotency_claim(key, meta, kind="task", target=task.id, fingerprint=fp)
+        try:
+            self.task_orchestrator.add_tasks([task], correlation_id=sid, actor=user, group=sid, with_events=[claim])
+        except ConcurrencyConflictError as e:
+            if e.details.get("stream_id") != f"idempotency:{key}":
+                raise
+            existing = claims.existing(key, "task", fp)  # a concurrent call won
+            assert existing is not None
+            return self._known_task(existing)
+        return None
+
+    def _known_task(self, task_id: str) -> str:
+        """Make a task another process may have added visible here."""
+        if self.task_orchestrator.get_task(task_id) is None or self.task_orchestrator.task_owner(task_id) is None:
+            self.task_orchestrator.catch_up_view([Recorded(0, e) for e in self.store.read_stream(f"task:{task_id}")])
+            self.task_orchestrator.recover("off")  # refreshes what it knows of others' tasks
+        return task_id
 
     def execute_project_workflow(
         self, project_name: str, workflow_name: str, session_id: str | None = None, **params: Any

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
@@ -28,10 +28,26 @@ from eventsourcing.sqlite import (
 from domain.errors import StoreError
 from engine import chain
 
-__all__ = ["ChainedPOPORecorder", "ChainedSQLiteRecorder", "RawRow", "SQLitePool", "chained_postgres_recorder"]
+__all__ = [
+    "ChainHead",
+    "ChainedPOPORecorder",
+    "ChainedSQLiteRecorder",
+    "RawRow",
+    "SQLitePool",
+    "chained_postgres_recorder",
+]
 
 RawRow = tuple[int, str, int, str, bytes]
 """``(position, originator_id, originator_version, topic, state)`` as stored."""
+
+
+class ChainHead(NamedTuple):
+    """The head row: the last chained position and its link, and the last position
+    written before the chain existed (0 for a store that always had it)."""
+
+    position: int
+    link: str
+    legacy: int = 0
 
 
 def _head_missing(where: str) -> StoreError:
@@ -65,8 +81,8 @@ class ChainedPOPORecorder(POPOApplicationRecorder):
             for n in self.select_notifications(start, limit)
         ]
 
-    def chain_head(self) -> tuple[int, str] | None:
-        return self.head
+    def chain_head(self) -> ChainHead | None:
+        return ChainHead(*self.head)
 
 
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
@@ -95,14 +111,14 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
                 return
             c.execute(
                 f"CREATE TABLE {self.head_table} (id INTEGER PRIMARY KEY CHECK (id = 1), "
-                "position INTEGER NOT NULL, chain TEXT NOT NULL)"
+                "position INTEGER NOT NULL, chain TEXT NOT NULL, legacy INTEGER NOT NULL)"
             )
             c.execute(f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}")
             position, last = 0, chain.GENESIS
             for row in c.fetchall():
                 last = chain.link(last, row[1], row[2], row[3], chain.unseal(row[4])[0])
                 position = row[0]
-            c.execute(f"INSERT INTO {self.head_table} VALUES (1, ?, ?)", (position, last))
+            c.execute(f"INSERT INTO {self.head_table} VALUES (1, ?, ?, ?)", (position, last, position))
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any) -> Sequence[int]:
         if not stored_events:
@@ -146,11 +162,11 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
             )
             return [(r[0], r[1], r[2], r[3], r[4]) for r in c.fetchall()]
 
-    def chain_head(self) -> tuple[int, str] | None:
+    def chain_head(self) -> ChainHead | None:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(f"SELECT position, chain FROM {self.head_table} WHERE id = 1")
+            c.execute(f"SELECT position, chain, legacy FROM {self.head_table} WHERE id = 1")
             row = c.fetchone()
-            return None if row is None else (int(row[0]), str(row[1]))
+            return None if row is None else ChainHead(int(row[0]), str(row[1]), int(row[2]))
 
 
 class SQLitePool(SQLiteConnectionPool):
@@ -187,12 +203,12 @@ def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
             self._head_name = f"{events_table_name}_head"
             self._create_head = SQL(
                 "CREATE TABLE {}.{} (id integer PRIMARY KEY CHECK (id = 1), position bigint NOT NULL, "
-                "chain text NOT NULL)"
+                "chain text NOT NULL, legacy bigint NOT NULL)"
             ).format(schema, head)
-            self._select_head = SQL("SELECT position, chain FROM {}.{} WHERE id = 1").format(schema, head)
+            self._select_head = SQL("SELECT position, chain, legacy FROM {}.{} WHERE id = 1").format(schema, head)
             self._lock_head = SQL("SELECT chain FROM {}.{} WHERE id = 1 FOR UPDATE").format(schema, head)
             self._update_head = SQL("UPDATE {}.{} SET position = %s, chain = %s WHERE id = 1").format(schema, head)
-            self._insert_head = SQL("INSERT INTO {}.{} VALUES (1, %s, %s)").format(schema, head)
+            self._insert_head = SQL("INSERT INTO {}.{} VALUES (1, %s, %s, %s)").format(schema, head)
             self._select_all = SQL(
                 "SELECT originator_id, originator_version, topic, state, notification_id FROM {}.{} "
                 "ORDER BY notification_id"
@@ -218,7 +234,7 @@ def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
                         last, row["originator_id"], row["originator_version"], row["topic"], chain.unseal(state)[0]
                     )
                     position = row["notification_id"]
-                curs.execute(self._insert_head, (position, last))
+                curs.execute(self._insert_head, (position, last, position))
 
         def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
             self._lock_table(curs)
@@ -245,10 +261,10 @@ def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
                 for n in self.select_notifications(start, limit)
             ]
 
-        def chain_head(self) -> tuple[int, str] | None:
+        def chain_head(self) -> ChainHead | None:
             with datastore.transaction(commit=False) as curs:
                 curs.execute(self._select_head)
                 row = curs.fetchone()
-                return None if row is None else (int(row["position"]), str(row["chain"]))
+                return None if row is None else ChainHead(int(row["position"]), str(row["chain"]), int(row["legacy"]))
 
     return ChainedPostgresRecorder()

@@ -56,7 +56,14 @@ from eventsourcing.sqlite import SQLiteDatastore
 from domain.errors import ConcurrencyConflictError, StoreError, ValidationError
 from domain.events import Event, Recorded
 from engine.codec import DEFAULT_MAX_EVENT_BYTES, EventCodec
-from engine.recorders import ChainedPOPORecorder, ChainedSQLiteRecorder, RawRow, SQLitePool, chained_postgres_recorder
+from engine.recorders import (
+    ChainedPOPORecorder,
+    ChainedSQLiteRecorder,
+    ChainHead,
+    RawRow,
+    SQLitePool,
+    chained_postgres_recorder,
+)
 
 __all__ = ["EventStore", "open_store"]
 
@@ -399,11 +406,11 @@ class EventStore:
                 return
             position = rows[-1][0] + 1
 
-    def chain_head(self) -> tuple[int, str] | None:
-        """``(position, link)`` of the last chained row (see :mod:`engine.chain`), or
-        ``None`` when the head row is missing (which only tampering causes)."""
+    def chain_head(self) -> ChainHead | None:
+        """``(position, link, legacy)`` of the last chained row (see :mod:`engine.chain`),
+        or ``None`` when the head row is missing (which only tampering causes)."""
         try:
-            head: tuple[int, str] | None = self.recorder.chain_head()  # type: ignore[attr-defined]
+            head: ChainHead | None = self.recorder.chain_head()  # type: ignore[attr-defined]
         except PersistenceError as e:
             raise StoreError(f"reading {self.url} failed: {e}") from e
         return head

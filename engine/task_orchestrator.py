@@ -42,6 +42,7 @@ in-flight tasks is not part of this class).
 
 from __future__ import annotations
 
+import copy
 import functools
 import heapq
 import itertools
@@ -71,7 +72,9 @@ from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import default_store_url, executor_settings_from_env, resolve_executor, resolve_max_workers
 from engine.executors import ActionCall, ActionResult, AttemptControl, Executor, make_executor, run_here
+from engine.leases import DEFAULT_LEASE_TTL, LeaseKeeper
 from engine.models import Task, TaskResult
+from engine.recovery import RecoveryReport, fold_into_view, recover_tasks
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_locks import LockTable, ResourceKey
 from engine.store import EventStore, open_store
@@ -171,6 +174,7 @@ class TaskOrchestrator:
         executor: Executor | str | None = None,
         actor: str = "system",
         correlation_id: str | None = None,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
     ) -> None:
         self._max_workers = resolve_max_workers(max_workers)
         self.runtime = runtime or Runtime()
@@ -190,6 +194,8 @@ class TaskOrchestrator:
             )
         # an executor that runs actions in the job's own thread (threads): called directly
         self._runs_in_place = type(self._executor).run_action is Executor.run_action
+        self.lease = LeaseKeeper(self.store, self.runtime, self.instance_id, ttl=lease_ttl, on_lost=self._lease_lost)
+        self.task_topics = TASK_TOPICS
 
         self._lock = threading.RLock()
         self._timer_wake = threading.Condition(self._lock)  # new deadline / retry / stop
@@ -207,6 +213,11 @@ class TaskOrchestrator:
         self._slots_used = 0
         self._owned: set[str] = set()
         self._open_owned = 0
+        # Created, but the creation is not durable yet: only the commit that creates
+        # them may start them (another commit could make it durable before the
+        # creation fails, recording events of tasks that never existed).
+        self._uncommitted: set[str] = set()
+        self._parked: list[tuple[int, int, str]] = []
         self._sync_tasks: set[str] = set()
         self._inflight = 0
         self._started = False
@@ -301,6 +312,7 @@ class TaskOrchestrator:
         aliases: dict[str, dict[str, str]] | None = None,
         with_events: Sequence[Event] = (),
         group: str = "",
+        reused: dict[str, tuple[str, Any, float]] | None = None,
     ) -> list[str]:
         """Record several tasks in one commit. Dependencies may point at tasks earlier
         or later in the same call; a cycle is rejected and nothing is recorded.
@@ -309,11 +321,15 @@ class TaskOrchestrator:
         orchestrator's). ``aliases[task_id]`` names dependencies for ``{{alias.output}}``
         references in that task's parameters. ``with_events`` (other aggregates' events,
         e.g. a workflow run's creation) are committed in the same transaction, first.
-        ``group`` puts the tasks in a group limited by :meth:`set_group_limit`."""
+        ``group`` puts the tasks in a group limited by :meth:`set_group_limit`.
+        ``reused[task_id] = (source task, data, execution time)`` completes that task
+        with ``source``'s recorded result instead of running it (``task.reused``)."""
         definitions = [definition_of(t) for t in tasks]
         if not definitions:
             return []
         aliases = aliases or {}
+        self._check_open()
+        self.lease.ensure()  # this engine owns what it creates: a live lease first
         with self._lock:
             self._check_open()
             order = self._check_new_graph(definitions)
@@ -331,12 +347,14 @@ class TaskOrchestrator:
             # Encode (and size-check) before any state changes: a failure records nothing.
             encoded = {id(event): self.store.codec.encode(event) for event in (*with_events, *created)}
             events: list[Event] = list(with_events)
+            new_ids = {event.aggregate_id for event in created}
+            self._uncommitted |= new_ids
             for event in created:
                 events.append(event)
-                self._register_new(event, events)
+                self._register_new(event, events, (reused or {}).get(event.aggregate_id))
             dispatch: list[_Attempt] = []
-            self._admit(events, dispatch)
-            ticket = self._commit(events, dispatch, wait=True, encoded=encoded)
+            self._admit(events, dispatch, allow=new_ids)
+            ticket = self._commit(events, dispatch, wait=True, encoded=encoded, created=new_ids)
         self._wait_commit(ticket)
         return [task_id for task_id, _ in definitions]
 
@@ -379,16 +397,24 @@ class TaskOrchestrator:
             visit(task_id, [])
         return order
 
-    def _register_new(self, created: T.TaskCreated, events: list[Event]) -> None:
+    def _register_new(
+        self, created: T.TaskCreated, events: list[Event], reuse: tuple[str, Any, float] | None = None
+    ) -> None:
         task_id = created.aggregate_id
         state = T.evolve(None, created)
         self._states[task_id] = state
         self._age[task_id] = next(self._ages)
         self._owned.add(task_id)
         self._open_owned += 1
-        unmet = 0
         for dep in created.dependencies:
             self._dependents.setdefault(dep, []).append(task_id)
+        if reuse is not None:  # completes at once, with the original's result
+            source, data, execution_time = reuse
+            meta = self._meta(created.event_id, state)
+            self._decide(events, T.reuse(state, meta, source=source, data=data, execution_time=execution_time))
+            return
+        unmet = 0
+        for dep in created.dependencies:
             dep_state = self._states[dep]
             if dep_state.status is TaskStatus.COMPLETED:
                 continue
@@ -456,17 +482,21 @@ class TaskOrchestrator:
                     ),
                 )
 
-    def _admit(self, events: list[Event], dispatch: list[_Attempt]) -> None:
-        """Start READY tasks while slots are free (priority, then age)."""
+    def _admit(self, events: list[Event], dispatch: list[_Attempt], allow: set[str] | None = None) -> None:
+        """Start READY tasks while slots are free (priority, then age). Tasks whose
+        creation is not durable yet wait, unless ``allow``ed (they commit together)."""
         if not self._started:
             return
         now = None
         while self._ready and self._slots_used < self._max_workers:
             entry = heapq.heappop(self._ready)
             task_id = entry[2]
-            state = self._states[task_id]
-            if state.status is not TaskStatus.READY or task_id in self._sync_tasks:
-                continue  # stale heap entry
+            state = self._states.get(task_id)
+            if state is None or state.status is not TaskStatus.READY or task_id in self._sync_tasks:
+                continue  # stale heap entry (or a task whose creation failed)
+            if task_id in self._uncommitted and (allow is None or task_id not in allow):
+                self._parked.append(entry)
+                continue
             group = state.definition.group
             limit = self._group_limits.get(group)
             if limit is not None and self._group_running.get(group, 0) >= limit.max_parallel:
@@ -580,22 +610,26 @@ class TaskOrchestrator:
         *,
         wait: bool = False,
         encoded: dict[int, bytes] | None = None,
+        created: set[str] | None = None,
     ) -> _Ticket | None:
         """Queue the decided events (lock held); dispatch attempts once durable.
-        ``encoded`` maps ``id(event)`` to bytes already produced for some events."""
+        ``encoded`` maps ``id(event)`` to bytes already produced for some events;
+        ``created`` names the tasks these events create (see ``_uncommitted``)."""
         if not events:
             return None
         ticket = _Ticket() if wait else None
 
         def committed(recorded: Sequence[Recorded] | None, error: BaseException | None) -> None:
             if error is not None and recorded is None:
-                self._on_store_error(error, dispatch)
+                self._on_store_error(error, dispatch, created or set())
             else:
                 for attempt in dispatch:
                     if not attempt.sync:
                         self._executor.submit(functools.partial(self._run_attempt, attempt))
             fire: list[Callable[[], None]] = []
             with self._lock:
+                if created and recorded is not None:
+                    self._creation_durable(created)
                 self._inflight -= 1
                 if self._inflight == 0:
                     self._settled.notify_all()
@@ -663,15 +697,48 @@ class TaskOrchestrator:
         if ticket is not None:
             ticket.wait()
 
-    def _on_store_error(self, error: BaseException, dispatch: list[_Attempt]) -> None:
-        """A batch did not commit: the write model is ahead of the log. Rebuild it
+    def _creation_durable(self, created: set[str]) -> None:
+        """(Lock held) the tasks of ``created`` exist in the log: they may start."""
+        self._uncommitted -= created
+        if self._parked:
+            for entry in self._parked:
+                heapq.heappush(self._ready, entry)
+            self._parked.clear()
+            events: list[Event] = []
+            dispatch: list[_Attempt] = []
+            self._admit(events, dispatch)
+            self._commit(events, dispatch)
+
+    def _on_store_error(self, error: BaseException, dispatch: list[_Attempt], created: set[str]) -> None:
+        """A batch did not commit: the write model is ahead of the log. The tasks it
+        created are forgotten at once (nothing may start them); the rest is rebuilt
         from the log once the queue is idle, so decisions resume from the truth."""
         with self._lock:
             self._store_errors.append(error)
             for attempt in dispatch:
                 attempt.abandoned = True
                 self._end_attempt(attempt)
+            for task_id in created:
+                self._forget(task_id)
+            self._parked = [entry for entry in self._parked if entry[2] not in created]
         threading.Thread(target=self._resync, name="task-orchestrator-resync", daemon=True).start()
+
+    def _forget(self, task_id: str) -> None:
+        """(Lock held) drop a task whose creation failed from the write model."""
+        self._uncommitted.discard(task_id)
+        state = self._states.pop(task_id, None)
+        if task_id in self._owned:
+            self._owned.discard(task_id)
+            if state is not None and state.status not in _FINAL:
+                self._open_owned -= 1
+        self._unmet.pop(task_id, None)
+        self._dependents.pop(task_id, None)
+        if state is not None:
+            for dep in state.definition.dependencies:
+                dependents = self._dependents.get(dep)
+                if dependents and task_id in dependents:
+                    dependents.remove(task_id)
+        self._settled.notify_all()
 
     def _resync(self) -> None:
         self.store.flush()
@@ -820,8 +887,8 @@ class TaskOrchestrator:
                 self._expire_deadlines(now, events)
                 while self._delayed and self._delayed[0][0] <= now:
                     _, _, task_id = heapq.heappop(self._delayed)
-                    state = self._states[task_id]
-                    if state.status is TaskStatus.READY:
+                    state = self._states.get(task_id)
+                    if state is not None and state.status is TaskStatus.READY:
                         self._push_ready(state)
                 dispatch: list[_Attempt] = []
                 self._admit(events, dispatch)
@@ -1120,11 +1187,129 @@ class TaskOrchestrator:
         self.stop_execution()
         self.store.flush()
         with self._lock:
+            open_owned = self._open_owned
+        self.lease.release(open_tasks=open_owned)
+        with self._lock:
             self._closed = True
         self._unsubscribe()
         self._executor.shutdown(wait=True, timeout=5.0)
         if self._owns_store:
             self.store.close()
+
+    # -- recovery (engine/recovery.py) -------------------------------------------
+
+    def recover(self, policy: str = "resume") -> RecoveryReport:
+        """Adopt the open tasks of engines whose lease expired (crashed or stalled
+        processes), per ``policy`` (``resume``, ``fail`` or ``off``); see
+        :mod:`engine.recovery`. Adopted READY tasks run once execution is started."""
+        self._check_open()
+        return recover_tasks(self, policy)
+
+    def catch_up_view(self, records: Sequence[Recorded]) -> None:
+        """Fold committed events of tasks this process has not seen into the view."""
+        with self._view_lock:
+            fold_into_view(self.view, records)
+
+    def refresh_foreign(self, known: dict[str, TaskState]) -> None:
+        """Replace what this process knows of other owners' tasks by ``known`` (folded
+        from the log just now): tasks created or changed by other processes."""
+        with self._lock:
+            for task_id, state in known.items():
+                if task_id not in self._owned:
+                    self._states[task_id] = copy.copy(state)
+                    self._age.setdefault(task_id, next(self._ages))
+
+    def learn(self, task_id: str) -> None:
+        """Fold a task this process does not own from its stream (another process
+        may be changing it) into the view and into what this process knows."""
+        events = self.store.read_stream(f"task:{task_id}")
+        if not events:
+            raise NotFoundError(f"no task {task_id!r} in {self.store.url}")
+        self.catch_up_view([Recorded(0, e) for e in events])
+        state: TaskState | None = None
+        for event in events:
+            state = T.evolve(state, event)
+        assert state is not None
+        self.refresh_foreign({task_id: state})
+
+    def task_owner(self, task_id: str) -> str | None:
+        """The engine instance that owns ``task_id`` as far as this process knows."""
+        with self._lock:
+            state = self._states.get(task_id)
+            return None if state is None else state.owner
+
+    def install_adopted(
+        self,
+        task_ids: Sequence[str],
+        adopted: dict[str, TaskState],
+        committed: Sequence[Event],
+        known: dict[str, TaskState],
+        policy: str,
+    ) -> None:
+        """Own the tasks of a committed adoption and schedule them like new ones."""
+        with self._lock:
+            for task_id in task_ids:
+                state = adopted[task_id]
+                self._states[task_id] = state
+                self._age.setdefault(task_id, next(self._ages))
+                self._owned.add(task_id)
+                if state.status not in _FINAL:
+                    self._open_owned += 1
+                for dep in state.definition.dependencies:
+                    dependents = self._dependents.setdefault(dep, [])
+                    if task_id not in dependents:
+                        dependents.append(task_id)
+            events: list[Event] = []
+            last = {e.aggregate_id: e.event_id for e in committed}
+            for task_id in task_ids:
+                state = self._states[task_id]
+                if state.status is TaskStatus.READY:
+                    self._push_ready(state)
+                elif state.status is TaskStatus.PENDING:
+                    self._schedule_pending(state, events, last[task_id])
+                elif state.status in _FINAL:  # an interrupted attempt without retries left
+                    self._propagate(state, events, last[task_id])
+            if policy == "fail":
+                for task_id in task_ids:
+                    state = self._states[task_id]
+                    if state.status not in _FINAL:
+                        reason = "owner lost; recovery policy 'fail'"
+                        self._decide(events, T.cancel(state, self._meta(last[task_id], state), reason=reason))
+            dispatch: list[_Attempt] = []
+            self._admit(events, dispatch)
+            self._commit(events, dispatch)
+            self._settled.notify_all()
+
+    def _schedule_pending(self, state: TaskState, events: list[Event], cause: str) -> None:
+        """A PENDING task taken over: wait for its open dependencies, or go READY."""
+        unmet = 0
+        for dep in state.definition.dependencies:
+            dep_state = self._states[dep]
+            if dep_state.status is TaskStatus.COMPLETED:
+                continue
+            if dep_state.status in _FINAL:
+                self._decide(
+                    events,
+                    T.skip(state, self._meta(cause, state), dependency=dep, dependency_status=dep_state.status),
+                )
+                return
+            unmet += 1
+        if unmet:
+            self._unmet[state.id] = unmet
+        else:
+            self._make_ready(state, events, causation_id=cause)
+
+    def _lease_lost(self) -> None:
+        """Another engine took this one's lease over (it stalled past the TTL): its
+        tasks are no longer this engine's. Running attempts are abandoned (their
+        outcomes would conflict with the new owner's events)."""
+        with self._lock:
+            for attempt in self._running.values():
+                attempt.abandoned = True
+            self._owned.clear()
+            self._open_owned = 0
+            self._ready.clear()
+            self._settled.notify_all()
 
     def __enter__(self) -> TaskOrchestrator:
         return self

@@ -25,20 +25,25 @@ seconds).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from domain.enums import TaskStatus, WorkflowStatus
-from domain.errors import NotFoundError, OrchestrationError, ValidationError
+from domain.errors import ConcurrencyConflictError, NotFoundError, OrchestrationError, ValidationError
 from domain.events import Event, EventMeta, Recorded
+from domain.idempotency import check_key, fingerprint
+from domain.idempotency import claim as idempotency_claim
 from domain.lifecycles import TASK, WORKFLOW_RUN
 from domain.workflow import (
     RunState,
     StepSpec,
+    WorkflowDefined,
     WorkflowRunCancelled,
     WorkflowRunCompleted,
     WorkflowRunCreated,
@@ -55,11 +60,13 @@ from domain.workflow import (
 from engine.builtins import register_missing_builtins
 from engine.config import load_config
 from engine.executors import executor_from_config
+from engine.idempotency import Claims
+from engine.leases import read_leases
 from engine.models import Task, WorkflowExecution, WorkflowStep
 from engine.registry import DEFAULT_REGISTRY
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_files import parse_workflow_file, step_spec, write_workflow_file
-from projections.workflows import WorkflowView
+from projections.workflows import DefinitionRecord, WorkflowView
 from projections.workflows import apply as apply_workflow_event
 
 __all__ = ["DEFAULT_STEP_ESTIMATE", "WorkflowManager"]
@@ -107,9 +114,12 @@ class WorkflowManager:
         self._view_lock = threading.Lock()
         self.view = WorkflowView()
         self._runs: dict[str, RunState] = {}
+        self._active: set[str] = set()  # runs this process is driving to their end
+        self._recovered_done = threading.Condition(self._lock)
         for recorded in self.store.read(types=WORKFLOW_TOPICS):
             self._apply(recorded)
         self._unsubscribe = self.store.subscribe(self._on_committed)
+        self.claims = Claims(self.store)
         if load_files and self.workflows_dir is not None and self.workflows_dir.is_dir():
             self.load_directory(self.workflows_dir)
 
@@ -232,15 +242,46 @@ class WorkflowManager:
         *,
         session_id: str = "",
         actor: str = "system",
+        idempotency_key: str | None = None,
     ) -> WorkflowExecution:
         """Run the latest version of ``name``; see the module docstring. Inside a
         session (``session_id``) the steps are limited by the session's limits and
-        ``actor`` (its user) stamps every event."""
+        ``actor`` (its user) stamps every event.
+
+        With an ``idempotency_key``, the first call starts the run and every later call
+        with the same key (in this process or another, before or after a restart)
+        returns that run once it has ended, instead of starting another; a key used
+        for a different workflow or different parameters raises ``ValidationError``."""
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
             raise ValidationError(f"timeout must be a number > 0 or None, got {timeout!r}")
-        run_id, task_ids = await asyncio.to_thread(self._start_run, name, parameters or {}, timeout, session_id, actor)
+        claim: tuple[str, str] | None = None
+        if idempotency_key is not None:
+            key = check_key(idempotency_key)
+            claim = (key, fingerprint("workflow_run", name, parameters or {}))
+            existing = self.claims.existing(key, "workflow_run", claim[1])
+            if existing is not None:
+                return await asyncio.to_thread(self._wait_for_run, existing)
+        try:
+            run_id, task_ids = await asyncio.to_thread(
+                self._start_run, name, parameters or {}, timeout, session_id, actor, claim
+            )
+        except ConcurrencyConflictError as e:
+            if claim is None or e.details.get("stream_id") != f"idempotency:{claim[0]}":
+                raise
+            existing = self.claims.existing(claim[0], "workflow_run", claim[1])  # a concurrent call won
+            assert existing is not None
+            return await asyncio.to_thread(self._wait_for_run, existing)
+        try:
+            return await self._drive(run_id, task_ids, name, timeout)
+        finally:
+            with self._lock:
+                self._active.discard(run_id)
+
+    async def _drive(
+        self, run_id: str, task_ids: dict[str, str], name: str, timeout: float | None
+    ) -> WorkflowExecution:
         loop = asyncio.get_running_loop()
         finished: asyncio.Future[None] = loop.create_future()
 
@@ -268,10 +309,21 @@ class WorkflowManager:
         return await asyncio.to_thread(self._finish_run, run_id)
 
     def _start_run(
-        self, name: str, parameters: dict[str, Any], timeout: float | None, session_id: str, actor: str
+        self,
+        name: str,
+        parameters: dict[str, Any],
+        timeout: float | None,
+        session_id: str,
+        actor: str,
+        claim: tuple[str, str] | None = None,
+        restart: _Restart | None = None,
     ) -> tuple[str, dict[str, str]]:
-        with self._view_lock:
-            definition = self.view.definitions.get(name)
+        definition: DefinitionRecord | _Restart | None
+        if restart is not None:
+            definition = restart
+        else:
+            with self._view_lock:
+                definition = self.view.definitions.get(name)
         if definition is None:
             raise ValidationError(f"workflow {name!r} not found", code="UNKNOWN_WORKFLOW")
         if not isinstance(parameters, dict) or not all(isinstance(k, str) for k in parameters):
@@ -289,6 +341,8 @@ class WorkflowManager:
             )
         run_id = self.runtime.ids.new_id()
         task_ids = {step: f"{run_id}/{step}" for step in steps}
+        with self._lock:
+            self._active.add(run_id)
 
         def global_param(ref: str, path: str | None) -> Any:
             if path is not None:  # a step output: resolved when the step runs
@@ -331,6 +385,7 @@ class WorkflowManager:
             actor=actor,
             correlation_id=run_id,
             causation_id=f"workflow:{name}@{definition.version}",
+            **(restart.lineage if restart is not None else {}),
         )
         WORKFLOW_RUN.decide(WORKFLOW_RUN.initial, "start", run_id)
         started = WorkflowRunStarted(
@@ -341,11 +396,58 @@ class WorkflowManager:
             correlation_id=run_id,
             causation_id=created.event_id,
         )
-        self.orchestrator.add_tasks(
-            tasks, correlation_id=run_id, actor=actor, aliases=aliases, with_events=[created, started], group=session_id
-        )
+        with_events: list[Event] = [created, started]
+        if claim is not None:
+            with_events.append(
+                idempotency_claim(claim[0], meta, kind="workflow_run", target=run_id, fingerprint=claim[1])
+            )
+        try:
+            reused = {task_ids[step]: source for step, source in restart.reused.items()} if restart else None
+            self.orchestrator.add_tasks(
+                tasks,
+                correlation_id=run_id,
+                actor=actor,
+                aliases=aliases,
+                with_events=with_events,
+                group=session_id,
+                reused=reused,
+            )
+        except BaseException:
+            with self._lock:
+                self._active.discard(run_id)
+            raise
         self.orchestrator.start_execution()
         return run_id, task_ids
+
+    def _wait_for_run(self, run_id: str, poll: float = 0.05) -> WorkflowExecution:
+        """Block until ``run_id`` (started by an earlier call, maybe in another
+        process) has ended; its execution from the log."""
+        while True:
+            with self._lock:
+                local = run_id in self._active
+            if not local:
+                self._catch_up_run(run_id)
+            state = self._runs.get(run_id)
+            if state is not None and WORKFLOW_RUN.is_final(state.status):
+                return self.get_execution(run_id)
+            time.sleep(poll if local else 4 * poll)
+
+    def _catch_up_run(self, run_id: str) -> None:
+        """Fold a run's and its steps' events that this process has not seen (another
+        process wrote them) into the views."""
+        known = self._runs.get(run_id)
+        for event in self.store.read_stream(f"workflow_run:{run_id}"):
+            if known is None or event.version > known.version:
+                with self._view_lock:
+                    position = self.view.position
+                self._apply(Recorded(0, event))
+                with self._view_lock:
+                    self.view.position = max(position, self.view.position)
+                known = self._runs.get(run_id)
+        if known is None:
+            raise NotFoundError(f"no workflow run {run_id!r} in {self.store.url}")
+        for task_id in known.created.step_tasks.values():
+            self.orchestrator.catch_up_view([Recorded(0, e) for e in self.store.read_stream(f"task:{task_id}")])
 
     def _step_outcomes(self, run_id: str) -> tuple[dict[str, Any], list[str], dict[str, Any], list[str]]:
         """(results, errors, per-step metrics, open step task ids) of a run, from the
@@ -500,12 +602,196 @@ class WorkflowManager:
             "module_usage_stats": modules,
         }
 
+    # -- resume and fork ---------------------------------------------------------
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        current_definition: bool = False,
+        timeout: float | None = None,
+        session_id: str = "",
+        actor: str = "system",
+    ) -> WorkflowExecution:
+        """Run an ended run again as a new run (``restart_of`` ``run_id``): its
+        COMPLETED steps keep their recorded results without running
+        (``task.reused``); every other step and everything downstream of it runs.
+        ``current_definition``: the workflow's latest version instead of the run's."""
+        restart = self._plan_restart(run_id, None, None, current_definition)
+        return await self._run_restart(restart, timeout, session_id, actor)
+
+    async def fork(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        parameters: dict[str, Any] | None = None,
+        current_definition: bool = False,
+        timeout: float | None = None,
+        session_id: str = "",
+        actor: str = "system",
+    ) -> WorkflowExecution:
+        """A new run (``forked_from`` ``run_id``) in which ``from_step`` and every step
+        downstream of it run again, with the run's parameters updated by
+        ``parameters``; the other steps keep their recorded results (those that did
+        not complete run again too)."""
+        restart = self._plan_restart(run_id, from_step, parameters, current_definition)
+        return await self._run_restart(restart, timeout, session_id, actor)
+
+    async def _run_restart(
+        self, restart: _Restart, timeout: float | None, session_id: str, actor: str
+    ) -> WorkflowExecution:
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValidationError(f"timeout must be a number > 0 or None, got {timeout!r}")
+        run_id, task_ids = await asyncio.to_thread(
+            self._start_run, restart.name, restart.parameters, timeout, session_id, actor, None, restart
+        )
+        try:
+            return await self._drive(run_id, task_ids, restart.name, timeout)
+        finally:
+            with self._lock:
+                self._active.discard(run_id)
+
+    def _plan_restart(
+        self, run_id: str, from_step: str | None, overrides: dict[str, Any] | None, current: bool
+    ) -> _Restart:
+        """Which steps of ``run_id`` a resume (``from_step`` None) or fork reuses."""
+        if not isinstance(run_id, str) or not run_id:
+            raise ValidationError(f"run_id must be a non-empty string, got {run_id!r}")
+        if overrides is not None and (
+            not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides)
+        ):
+            raise ValidationError(f"parameters must be a dict with string keys, got {overrides!r:.100}")
+        self._catch_up_run(run_id)
+        state = self._runs[run_id]
+        if not WORKFLOW_RUN.is_final(state.status):
+            raise ValidationError(
+                f"run {run_id!r} is {state.status.value}: only an ended run can be resumed or forked",
+                code="RUN_NOT_ENDED",
+            )
+        name = state.created.workflow
+        if current:
+            with self._view_lock:
+                latest = self.view.definitions.get(name)
+            if latest is None:
+                raise NotFoundError(f"workflow {name!r} has no definition")
+            version, specs = latest.version, list(latest.steps)
+        else:
+            version, specs = state.created.definition_version, self._recorded_steps(name, state.created)
+        names = {s.name for s in specs}
+        if from_step is not None and from_step not in names:
+            raise ValidationError(
+                f"step {from_step!r} is not a step of {name!r} version {version} (steps: {sorted(names)})",
+                code="UNKNOWN_STEP",
+            )
+        children: dict[str, set[str]] = {n: set() for n in names}
+        for spec in specs:
+            for dep in implied_dependencies(spec, names):
+                children[dep].add(spec.name)
+        original = state.created.step_tasks
+        records = dict(zip(original, self.orchestrator.task_records(original.values()), strict=True))
+        again = {n for n in names if (r := records.get(n)) is None or r.status is not TaskStatus.COMPLETED}
+        if from_step is not None:
+            again.add(from_step)
+        stack = list(again)
+        while stack:  # everything downstream runs again too
+            for child in children[stack.pop()]:
+                if child not in again:
+                    again.add(child)
+                    stack.append(child)
+        reused: dict[str, tuple[str, Any, float]] = {}
+        for step in sorted(names - again):
+            record = records[step]
+            assert record is not None
+            assert record.result is not None
+            reused[step] = (original[step], record.result.data, record.result.execution_time)
+        lineage: dict[str, Any] = {"reused_steps": sorted(reused)}
+        if from_step is None:
+            lineage["restart_of"] = run_id
+        else:
+            lineage.update(forked_from=run_id, from_step=from_step)
+        parameters = {**state.created.parameters, **(overrides or {})}
+        return _Restart(name, version, specs, parameters, reused, lineage)
+
+    def _recorded_steps(self, name: str, created: WorkflowRunCreated) -> list[StepSpec]:
+        for event in self.store.read_stream(f"workflow:{name}"):
+            if isinstance(event, WorkflowDefined) and event.version == created.definition_version:
+                return list(event.steps)
+        raise NotFoundError(f"no definition of workflow {name!r} version {created.definition_version} in the log")
+
+    # -- recovery ----------------------------------------------------------------
+
+    def recover_runs(self) -> list[str]:
+        """Finish the runs nobody is finishing: open runs this process is not running
+        whose steps it now owns (adopted by :meth:`TaskOrchestrator.recover`) or whose
+        steps are all final while their creator's lease expired (the process died
+        between its last step and the run's end). Each is recorded COMPLETED or FAILED
+        once its steps are final, exactly as a live run would be; of two engines doing
+        this at once, the run's version lets one record it. A recovered run's whole-run
+        timeout is not re-armed (its steps keep their own timeouts). Returns their ids."""
+        self.store.flush()
+        for recorded in self.store.read(types=WORKFLOW_TOPICS):  # runs other processes started
+            event = recorded.event
+            known = self._runs.get(event.aggregate_id) if event.KIND == "workflow_run" else None
+            if event.KIND == "workflow_run" and (known is None or event.version > known.version):
+                self._apply(recorded)
+            elif event.KIND == "workflow":
+                with self._view_lock:
+                    current = self.view.definitions.get(event.aggregate_id)
+                if current is None or current.version < event.version:
+                    self._apply(recorded)
+        leases = read_leases(self.store)
+        now = self.runtime.clock.now()
+        me = self.orchestrator.instance_id
+        recovered: list[str] = []
+        for run_id, state in list(self._runs.items()):
+            if WORKFLOW_RUN.is_final(state.status) or run_id in self._active:
+                continue
+            task_ids = list(state.created.step_tasks.values())
+            owners = {self.orchestrator.task_owner(t) for t in task_ids}
+            if None in owners:
+                continue  # steps this process cannot see: not recoverable from here
+            records = self.orchestrator.task_records(task_ids)
+            mine_or_final = all(
+                owner == me or (r is not None and TASK.is_final(r.status))
+                for owner, r in zip((self.orchestrator.task_owner(t) for t in task_ids), records, strict=True)
+            )
+            dead = all(o == me or (lease := leases.get(o or "")) is None or not lease.alive(now) for o in owners)
+            if not (mine_or_final and dead):
+                continue
+            self._active.add(run_id)
+            recovered.append(run_id)
+            self.orchestrator.when_final(task_ids, functools.partial(self._finish_recovered_soon, run_id))
+        return recovered
+
+    def _finish_recovered_soon(self, run_id: str) -> None:
+        """when_final callback (must not block): finish in a thread of its own."""
+        threading.Thread(target=self._finish_recovered, args=(run_id,), name=f"recover-{run_id[:8]}").start()
+
+    def _finish_recovered(self, run_id: str) -> None:
+        try:
+            self._finish_run(run_id)
+        except ConcurrencyConflictError:
+            pass  # another engine recorded the run's end first: it is finished either way
+        finally:
+            with self._lock:
+                self._active.discard(run_id)
+                self._recovered_done.notify_all()
+
+    def wait_recovered(self, timeout: float | None = None) -> bool:
+        """Wait until every recovered run is recorded as ended."""
+        with self._lock:
+            return self._recovered_done.wait_for(lambda: not self._active, timeout)
+
     def running_workflows(self) -> int:
         with self._view_lock:
             return self.view.running()
 
     def close(self) -> None:
         self._unsubscribe()
+        self.claims.close()
         if self._owns_orchestrator:
             self.orchestrator.close()
 
@@ -514,6 +800,18 @@ class WorkflowManager:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Restart(NamedTuple):
+    """A resume or fork, planned: what ``_start_run`` needs instead of the latest
+    definition (``version`` and ``steps`` stand for a ``DefinitionRecord``)."""
+
+    name: str
+    version: int
+    steps: list[StepSpec]
+    parameters: dict[str, Any]
+    reused: dict[str, tuple[str, Any, float]]
+    lineage: dict[str, Any]
 
 
 class _Envelope(NamedTuple):

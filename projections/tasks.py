@@ -27,6 +27,7 @@ from domain.enums import TaskStatus
 from domain.events import Recorded
 from domain.task import (
     ResourceSpec,
+    TaskAdopted,
     TaskCancelled,
     TaskCompleted,
     TaskCreated,
@@ -34,6 +35,7 @@ from domain.task import (
     TaskLateResultDiscarded,
     TaskReady,
     TaskRetryScheduled,
+    TaskReused,
     TaskSkipped,
     TaskSoftTimeoutReached,
     TaskStarted,
@@ -246,6 +248,23 @@ def _soft_timeout(view: TaskView, rec: TaskRecord, event: TaskSoftTimeoutReached
     rec.soft_timeouts_reached += 1
 
 
+def _reused(view: TaskView, rec: TaskRecord, event: TaskReused) -> None:
+    """COMPLETED with the original's result; no attempt ran, so no execution time is
+    added to the statistics."""
+    _set_status(view, rec, TaskStatus.COMPLETED)
+    rec.completed_at = event.timestamp
+    rec.result = ResultRecord(
+        success=True,
+        data=event.data,
+        execution_time=0.0,
+        metadata={"reused_from": event.source, "original_execution_time": event.execution_time},
+    )
+
+
+def _adopted(view: TaskView, rec: TaskRecord, event: TaskAdopted) -> None:
+    rec.owner = event.owner
+
+
 _HANDLERS: dict[type[Any], Callable[[TaskView, TaskRecord, Any], None]] = {
     TaskReady: _ready,
     TaskStarted: _started,
@@ -256,6 +275,8 @@ _HANDLERS: dict[type[Any], Callable[[TaskView, TaskRecord, Any], None]] = {
     TaskSkipped: _skipped,
     TaskLateResultDiscarded: _late_result,
     TaskSoftTimeoutReached: _soft_timeout,
+    TaskAdopted: _adopted,
+    TaskReused: _reused,
 }
 
 

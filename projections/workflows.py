@@ -56,6 +56,10 @@ class RunRecord:
     duration: float | None = None
     reason: str = ""
     errors: list[str] = field(default_factory=list)
+    restart_of: str = ""
+    forked_from: str = ""
+    from_step: str = ""
+    reused_steps: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +113,10 @@ def apply(view: WorkflowView, recorded: Recorded) -> WorkflowView:
             session_id=event.session_id,
             actor=event.actor,
             created_at=event.timestamp,
+            restart_of=event.restart_of,
+            forked_from=event.forked_from,
+            from_step=event.from_step,
+            reused_steps=list(event.reused_steps),
         )
         return view
     rec = view.runs[event.aggregate_id]

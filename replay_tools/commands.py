@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from replay_tools.diagrams import lifecycle_diagram, run_dag
 from replay_tools.diff import diff_runs
 from replay_tools.exchange import export_events, import_events
 from replay_tools.history import History
+from replay_tools.html_report import html_report
 from replay_tools.report import markdown_report
 from replay_tools.rerun import rerun
 from replay_tools.state import state_at
@@ -316,6 +318,8 @@ def _cmd_rerun(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, console: Console) -> int:
+    if args.html:
+        return _report_html(args, console)
     with _store(args) as store:
         text = markdown_report(store, args.run)
     if args.out:
@@ -328,6 +332,23 @@ def _cmd_report(args: argparse.Namespace, console: Console) -> int:
         _print_json(console, {"run": args.run, "markdown": text})
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _report_html(args: argparse.Namespace, console: Console) -> int:
+    """``report RUN --html``: one self-contained page, to ``--out`` or ``<run>.html`` here."""
+    with _store(args) as store:
+        page = html_report(store, args.run)
+    out = Path(args.out) if args.out else Path(re.sub(r"[^A-Za-z0-9._-]", "_", args.run) + ".html")
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise ValidationError(f"cannot write the report to {out}: {e.strerror or e}") from e
+    path = str(out.resolve())
+    if args.json:
+        _print_json(console, {"run": args.run, "out": path, "bytes": len(page.encode())})
+    else:
+        console.print(path, highlight=False, markup=False, soft_wrap=True)
     return 0
 
 
@@ -422,9 +443,10 @@ def add_commands(sub: Any) -> None:
     imp.add_argument("file", help="a JSON Lines export")
     imp.set_defaults(handler=_cmd_import)
 
-    rep = common(sub.add_parser("report", help="a Markdown report of a run: steps, graph, errors, events"))
+    rep = common(sub.add_parser("report", help="a Markdown or HTML report of a run: steps, graph, errors, events"))
     rep.add_argument("run")
-    rep.add_argument("--out", help="file to write (default: standard output)")
+    rep.add_argument("--html", action="store_true", help="one self-contained HTML page: timeline, graph, tables")
+    rep.add_argument("--out", help="file to write (default: standard output; with --html, RUN.html here)")
     rep.set_defaults(handler=_cmd_report)
 
     rr = common(sub.add_parser("rerun", help="re-execute a run with today's actions and report the first divergence"))

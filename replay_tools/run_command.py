@@ -1,5 +1,8 @@
 """``codomyrmex-orch run FILE.json [--param k=v ...]``: run a workflow file (the original
 project's format) on a store, with a progress bar, and record it like any other run.
+``resume RUN`` and ``fork RUN --from STEP [--param k=v ...]`` start a new run linked to
+an ended one, reusing the recorded results of the steps that do not run again (see
+``WorkflowManager.resume``/``fork``).
 
 Parameters given as ``k=v`` are parsed as JSON when they are JSON (``n=3``,
 ``flags=[1,2]``, ``on=true``) and kept as strings otherwise (``path=./src``). Actions
@@ -49,11 +52,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise NotFoundError(f"no workflow file at {path}")
     name, specs = parse_workflow_file(path)
     params = _params(args.param)
-    for module in args.imports or ():
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise NotFoundError(f"--import {module}: {e}") from e
+    _import(args.imports)
     overrides: dict[str, Any] = {"store_url": args.store} if args.store else {}
     with OrchestrationEngine(registry=DEFAULT_REGISTRY, **overrides) as engine:
         steps = [
@@ -66,6 +65,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
                 timeout=int(s.timeout) if s.timeout is not None and s.timeout.is_integer() else None,
                 max_retries=s.max_retries,
                 retry_delay=s.retry_delay,
+                soft_timeout=s.soft_timeout,
             )
             for s in specs
         ]
@@ -89,6 +89,18 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
                 if finished.acquire(timeout=0.1):
                     progress.advance(bar)
             worker.join()
+    return _print_outcome(args, console, outcome)
+
+
+def _import(modules: list[str] | None) -> None:
+    for module in modules or ():
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise NotFoundError(f"--import {module}: {e}") from e
+
+
+def _print_outcome(args: argparse.Namespace, console: Console, outcome: dict[str, Any]) -> int:
     if args.json:
         keys = ("success", "run_id", "status", "errors", "execution_time", "results")
         console.print_json(json.dumps({k: outcome.get(k) for k in keys}, default=str))
@@ -100,6 +112,26 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0 if outcome.get("success") else 3
 
 
+def _cmd_restart(args: argparse.Namespace, console: Console) -> int:
+    from engine.orchestration_engine import OrchestrationEngine
+    from engine.registry import DEFAULT_REGISTRY
+
+    _import(args.imports)
+    overrides: dict[str, Any] = {"store_url": args.store} if args.store else {}
+    with OrchestrationEngine(registry=DEFAULT_REGISTRY, **overrides) as engine:
+        if engine.workflow_manager.view.runs.get(args.run) is None:
+            raise NotFoundError(f"no workflow run {args.run!r} in the store")
+        if args.command == "resume":
+            outcome = engine.resume_workflow(args.run, current_definition=args.current_definition)
+        else:
+            outcome = engine.fork_workflow(
+                args.run, args.from_step, parameters=_params(args.param), current_definition=args.current_definition
+            )
+    if not outcome.get("success") and outcome.get("error_type") in ("ValidationError", "NotFoundError"):
+        raise (NotFoundError if outcome["error_type"] == "NotFoundError" else ValidationError)(outcome["error"])
+    return _print_outcome(args, console, outcome)
+
+
 def add_run_command(sub: Any) -> None:
     run = sub.add_parser("run", help="run a workflow file (upstream JSON format) with a progress bar")
     run.add_argument("file", help="a workflow JSON file")
@@ -108,3 +140,17 @@ def add_run_command(sub: Any) -> None:
     run.add_argument("--store", help="store URL (default: SQLite in $CODOMYRMEX_ORCHESTRATION_DIR)")
     run.add_argument("--json", action="store_true", help="machine-readable output")
     run.set_defaults(handler=_cmd_run)
+    for name, help_text in (
+        ("resume", "run an ended run again from its failed steps, reusing the completed ones"),
+        ("fork", "run a run again from a chosen step (--from), reusing the steps before it"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("run", help="the run id")
+        if name == "fork":
+            cmd.add_argument("--from", dest="from_step", required=True, help="the first step that runs again")
+            cmd.add_argument("--param", action="append", help="NAME=VALUE overriding the run's parameters")
+        cmd.add_argument("--current-definition", action="store_true", help="the workflow's latest version")
+        cmd.add_argument("--import", dest="imports", action="append", help="a module that registers actions")
+        cmd.add_argument("--store", help="store URL (default: SQLite in $CODOMYRMEX_ORCHESTRATION_DIR)")
+        cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        cmd.set_defaults(handler=_cmd_restart, command=name)

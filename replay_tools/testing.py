@@ -9,7 +9,14 @@ the library's invariants:
   contiguous versions, causation);
 - every task and workflow run is final after each execution (every run ends);
 - every live view equals the fold of the log up to its position (rebuilt == live),
-  and is caught up with the log.
+  and is caught up with the log;
+- no task started before every one of its dependencies had completed.
+
+The checks are functions too, for a machine of your own that drives a
+:class:`TaskOrchestrator`, a :class:`WorkflowManager` or a :class:`ResourceManager`
+directly: :func:`assert_log_verifies`, :func:`assert_live_views_match_log` and
+:func:`assert_dependencies_completed_first`. :class:`ScriptedAction` is an action whose
+every attempt succeeds or fails as scripted (:func:`outcome_scripts` draws the scripts).
 
 Example (a test file of yours)::
 
@@ -45,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from hypothesis import strategies as st
@@ -53,14 +61,28 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from domain.enums import TaskPriority
 from domain.events import Recorded
 from domain.lifecycles import TASK, WORKFLOW_RUN
+from domain.task import TaskCompleted, TaskCreated
 from engine.models import Task, WorkflowStep
 from engine.orchestration_engine import OrchestrationEngine
 from engine.registry import ActionRegistry
+from engine.store import EventStore
 from engine.task_orchestrator import TaskOrchestrator
-from replay_tools.state import state_at
-from replay_tools.verify import verify
+from replay_tools.state import VIEW_NAMES, state_at
+from replay_tools.verify import VerifyReport, verify
 
-__all__ = ["EngineStateMachine", "StepChoice", "dag_workflows", "event_histories", "tasks"]
+__all__ = [
+    "EngineStateMachine",
+    "LiveViews",
+    "ScriptedAction",
+    "StepChoice",
+    "assert_dependencies_completed_first",
+    "assert_live_views_match_log",
+    "assert_log_verifies",
+    "dag_workflows",
+    "event_histories",
+    "outcome_scripts",
+    "tasks",
+]
 
 Params: TypeAlias = st.SearchStrategy[dict[str, Any]]
 StepChoice: TypeAlias = tuple[str, str, Params] | tuple[str, str, Params, str]
@@ -144,20 +166,46 @@ def dag_workflows(
     return build()
 
 
-class _Scripted:
-    """``testing.scripted(key, outcomes)``: attempt n does ``outcomes[n]`` (the last repeats)."""
+def outcome_scripts(max_attempts: int = 3) -> st.SearchStrategy[list[str]]:
+    """Scripts for :class:`ScriptedAction`: 1..``max_attempts`` outcomes, each ``"ok"``
+    or ``"fail"``."""
+    if max_attempts < 1:
+        raise ValueError(f"need max_attempts >= 1, got {max_attempts}")
+    return st.lists(st.sampled_from(["ok", "fail"]), min_size=1, max_size=max_attempts)
+
+
+class ScriptedAction:
+    """An action whose attempts succeed or fail as scripted:
+    ``action(key, outcomes)``: the n-th call with ``key`` does ``outcomes[n]`` (the last
+    outcome repeats). ``"fail"`` raises :class:`RuntimeError`; ``"ok"`` returns
+    ``{"key": key, "attempt": n, "inputs": [ids of the dependencies' results]}``, plus
+    ``"payload"`` when a ``payload`` parameter (e.g. a ``{{step.output}}`` reference)
+    was given. Thread-safe; register one instance under any name and give every task
+    a key of its own (attempts are counted per key)."""
 
     def __init__(self) -> None:
         self.attempts: dict[str, int] = {}
-        self.lock = threading.Lock()
+        """Calls so far, per key."""
+        self._lock = threading.Lock()
 
-    def __call__(self, key: str, outcomes: list[str]) -> dict[str, Any]:
-        with self.lock:
-            n = self.attempts.get(key, 0)
-            self.attempts[key] = n + 1
-        if outcomes[min(n, len(outcomes) - 1)] == "fail":
-            raise RuntimeError(f"{key} attempt {n + 1} fails as scripted")
-        return {"key": key, "attempt": n + 1}
+    def __call__(
+        self,
+        key: str,
+        outcomes: Sequence[str],
+        dependency_results: Mapping[str, Any] | None = None,
+        payload: Any = None,
+    ) -> dict[str, Any]:
+        if not outcomes or any(o not in ("ok", "fail") for o in outcomes):
+            raise ValueError(f"outcomes must be a non-empty list of 'ok'/'fail', got {outcomes!r}")
+        with self._lock:
+            n = self.attempts.get(key, 0) + 1
+            self.attempts[key] = n
+        if outcomes[min(n, len(outcomes)) - 1] == "fail":
+            raise RuntimeError(f"{key} attempt {n} fails as scripted")
+        out: dict[str, Any] = {"key": key, "attempt": n, "inputs": sorted(dependency_results or {})}
+        if payload is not None:
+            out["payload"] = payload
+        return out
 
 
 def event_histories(max_tasks: int = 5) -> st.SearchStrategy[list[Recorded]]:
@@ -165,7 +213,7 @@ def event_histories(max_tasks: int = 5) -> st.SearchStrategy[list[Recorded]]:
     per attempt, with retries and dependencies on earlier tasks, some cancelled) run
     on a fresh ``memory://`` orchestrator; the value is its whole log
     (``store.read()``)."""
-    outcomes = st.lists(st.sampled_from(["ok", "fail"]), min_size=1, max_size=3)
+    outcomes = outcome_scripts()
 
     @st.composite
     def build(draw: st.DrawFn) -> list[Recorded]:
@@ -187,7 +235,7 @@ def event_histories(max_tasks: int = 5) -> st.SearchStrategy[list[Recorded]]:
             )
         cancel = draw(st.lists(st.sampled_from([t.id for t in batch]), unique=True, max_size=2))
         registry = ActionRegistry()
-        registry.register("testing", "scripted", _Scripted())
+        registry.register("testing", "scripted", ScriptedAction())
         orch = TaskOrchestrator(2, store="memory://", registry=registry)
         try:
             orch.add_tasks(batch)
@@ -202,6 +250,63 @@ def event_histories(max_tasks: int = 5) -> st.SearchStrategy[list[Recorded]]:
             orch.close()
 
     return build()
+
+
+# -- checks ---------------------------------------------------------------------------
+
+LiveViews: TypeAlias = Mapping[str, Callable[[], Mapping[str, Any]]]
+"""View name (one of ``tasks``, ``workflows``, ``sessions``, ``projects``,
+``resources``) -> a function returning that live view's ``snapshot()``."""
+
+
+def assert_log_verifies(store: EventStore) -> VerifyReport:
+    """Flush ``store`` and assert that :func:`replay_tools.verify.verify` finds nothing;
+    the message lists every violation. Returns the report."""
+    store.flush()
+    report = verify(store)
+    assert report.ok, "\n".join(f"{v.position} {v.rule}: {v.message}" for v in report.violations)
+    return report
+
+
+def assert_live_views_match_log(store: EventStore, views: LiveViews, *, caught_up: bool = True) -> None:
+    """Flush ``store``, then assert that each live view's snapshot equals the fold of
+    the log up to the view's own position (rebuilt == live) and, with ``caught_up``,
+    the fold of the whole log (no committed event of its kinds is missing). Pass
+    ``caught_up=False`` while work may still be appending events (the first check
+    holds at any moment, the second only when the engine is quiet). Read each
+    snapshot under the lock its owner updates it with."""
+    unknown = sorted(set(views) - set(VIEW_NAMES))
+    if unknown:
+        raise ValueError(f"unknown view name(s) {unknown}; known: {list(VIEW_NAMES)}")
+    store.flush()
+    last = store.max_position()
+    live = {name: dict(snapshot()) for name, snapshot in views.items()}
+    end = state_at(store, position=last) if caught_up else None
+    for name, snap in live.items():
+        position = snap["position"]
+        again = getattr(state_at(store, position=position), name).snapshot()
+        assert again == snap, f"live {name} view differs from the fold of the log up to {position}"
+        if end is not None:
+            assert getattr(end, name).snapshot() == snap, f"live {name} view lags the log (at {position} of {last})"
+
+
+def assert_dependencies_completed_first(store: EventStore) -> None:
+    """Flush ``store`` and assert, from the log alone, that every ``task.started``
+    comes after a ``task.completed`` of each of the task's dependencies."""
+    store.flush()
+    deps: dict[str, Sequence[str]] = {}
+    completed_at: dict[str, int] = {}
+    for recorded in store.read(types=("task.created", "task.started", "task.completed")):
+        event = recorded.event
+        if isinstance(event, TaskCreated):
+            deps[event.aggregate_id] = event.dependencies
+        elif isinstance(event, TaskCompleted):
+            completed_at.setdefault(event.aggregate_id, recorded.position)
+        else:
+            for dep in deps.get(event.aggregate_id, ()):
+                assert dep in completed_at, (
+                    f"task {event.aggregate_id} started at {recorded.position} before its dependency {dep} completed"
+                )
 
 
 # -- the state machine ------------------------------------------------------------
@@ -294,9 +399,7 @@ class EngineStateMachine(RuleBasedStateMachine):
 
     @invariant()
     def log_verifies(self) -> None:
-        self.engine.store.flush()
-        report = verify(self.engine.store)
-        assert report.ok, "\n".join(f"{v.position} {v.rule}: {v.message}" for v in report.violations)
+        assert_log_verifies(self.engine.store)
 
     @invariant()
     def every_run_ends(self) -> None:
@@ -313,16 +416,15 @@ class EngineStateMachine(RuleBasedStateMachine):
 
     @invariant()
     def live_views_equal_fold_of_log(self) -> None:
-        self.engine.store.flush()
-        last = self.engine.store.max_position()
-        rebuilt = state_at(self.engine.store, position=last)
-        for name, live in self._live_snapshots().items():
-            again = getattr(state_at(self.engine.store, position=live["position"]), name).snapshot()
-            assert again == live, f"live {name} view differs from the fold of the log up to {live['position']}"
-            caught_up = dict(getattr(rebuilt, name).snapshot(), position=live["position"])
-            assert caught_up == live, f"live {name} view lags the log (at {live['position']} of {last})"
+        assert_live_views_match_log(self.engine.store, self.live_views())
 
-    def _live_snapshots(self) -> dict[str, dict[str, Any]]:
+    @invariant()
+    def dependencies_completed_first(self) -> None:
+        assert_dependencies_completed_first(self.engine.store)
+
+    def live_views(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """The engine's live views, each read under its owner's lock (see
+        :func:`assert_live_views_match_log`)."""
         e = self.engine
         parts: list[tuple[str, Any, Any]] = [
             ("tasks", e.task_orchestrator._view_lock, e.task_orchestrator.view),
@@ -331,11 +433,16 @@ class EngineStateMachine(RuleBasedStateMachine):
             ("projects", e.project_manager._view_lock, e.project_manager.view),
             ("resources", e.resource_manager._view_lock, e.resource_manager.view),
         ]
-        out: dict[str, dict[str, Any]] = {}
-        for name, lock, view in parts:
-            with lock:
-                out[name] = view.snapshot()
-        return out
+
+        def reader(lock: Any, view: Any) -> Callable[[], dict[str, Any]]:
+            def read() -> dict[str, Any]:
+                with lock:
+                    snapshot: dict[str, Any] = view.snapshot()
+                return snapshot
+
+            return read
+
+        return {name: reader(lock, view) for name, lock, view in parts}
 
     def teardown(self) -> None:
         try:

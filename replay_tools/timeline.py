@@ -223,12 +223,14 @@ def _entry(r: Recorded, caused: tuple[str, ...]) -> TimelineEntry:
 
 
 def _summarize(event: Event) -> str:
-    """One short line of ``event``'s own fields: ``name=value`` pairs, long values cut."""
+    """One short line of ``event``'s own fields: ``name=value`` pairs, long values cut;
+    empty ones (``""``, ``[]``, ``{}``, ``null``) left out."""
     parts = []
     for name in event.__struct_fields__:
-        if name in _ENVELOPE:
+        value = getattr(event, name)
+        if name in _ENVELOPE or value is None or (isinstance(value, str | list | dict) and not value):
             continue
-        parts.append(f"{name}={_short(msgspec.to_builtins(getattr(event, name)))}")
+        parts.append(f"{name}={_short(msgspec.to_builtins(value))}")
     line = " ".join(parts)
     return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
 

@@ -9,8 +9,8 @@ Rules (the ``rule`` of each :class:`Violation`):
 ``legal-transition``
     the first event of a task, workflow run, session or project stream is its creation
     event, and every status change is a legal transition of its lifecycle (the trigger
-    maps of :mod:`domain.task`, :mod:`domain.workflow`, :mod:`domain.session` and
-    :mod:`domain.project`); resources and allocations are rebuilt with
+    maps of :mod:`domain.task`, :mod:`domain.workflow`, :mod:`domain.session`,
+    :mod:`domain.project` and :mod:`domain.lease`); resources and allocations are rebuilt with
     :func:`domain.resource.evolve`, and the :class:`CorruptHistoryError` or
     :class:`IllegalTransitionError` it raises is reported.
 ``causation``
@@ -38,15 +38,17 @@ from enum import Enum
 from typing import Any
 
 import domain  # noqa: F401 -- registers every event type, so any event decodes
+from domain import lease as lease_domain
 from domain import project as project_domain
 from domain import resource as resource_domain
 from domain.errors import CorruptHistoryError, IllegalTransitionError, StoreError
 from domain.events import Event
-from domain.lifecycles import PROJECT, SESSION, TASK, WORKFLOW_RUN, Lifecycle
+from domain.lifecycles import LEASE, PROJECT, SESSION, TASK, WORKFLOW_RUN, Lifecycle
 from domain.session import SESSION_TRIGGER_OF, SessionCreated
 from domain.task import TRIGGER_OF, TaskCreated
 from domain.workflow import RUN_TRIGGER_OF, WorkflowRunCreated
 from engine import chain
+from engine.recorders import ChainHead
 from engine.store import EventStore
 from replay_tools.history import History, opened_store
 
@@ -115,6 +117,7 @@ _CHECKED: dict[str, _Checked] = {
     "workflow_run": _Checked(WORKFLOW_RUN, WorkflowRunCreated, RUN_TRIGGER_OF),
     "session": _Checked(SESSION, SessionCreated, SESSION_TRIGGER_OF),
     "project": _Checked(PROJECT, project_domain.ProjectCreated, project_domain.PROJECT_TRIGGER_OF),
+    "lease": _Checked(LEASE, lease_domain.LeaseAcquired, lease_domain.LEASE_TRIGGER_OF),
 }
 
 
@@ -129,8 +132,9 @@ def _destination(lifecycle: Lifecycle[Any], trigger: str) -> Enum | None:
 class _ChainCheck:
     """The ``hash-chain`` rule, fed one raw row at a time."""
 
-    def __init__(self, report: Callable[[int | None, str, str, str], None]) -> None:
+    def __init__(self, report: Callable[[int | None, str, str, str], None], legacy: int) -> None:
         self.report = report
+        self.legacy = legacy  # rows up to here were written before the chain existed
         self.previous: str | None = chain.GENESIS  # None: unknown (the row before lost its link)
         self.last_link = chain.GENESIS
         self.position = 0
@@ -141,7 +145,7 @@ class _ChainCheck:
         body, stored = chain.unseal(state)
         self.position = position
         if stored is None:
-            if self.chained:  # a row of a chained log without a link: rewritten by hand
+            if self.chained or position > self.legacy:  # a row of a chained log without a link: rewritten
                 self.report(position, f"{originator_id}@{version}", "hash-chain", "the row has lost its chain link")
                 self.previous = None
                 return
@@ -161,11 +165,11 @@ class _ChainCheck:
         self.previous = stored  # go on from what is stored: each tampered row is reported once
         self.last_link = stored
 
-    def finish(self, head: tuple[int, str] | None) -> None:
+    def finish(self, head: ChainHead | None) -> None:
         if head is None:
             self.report(None, "", "hash-chain", "the store's chain head is missing (deleted?)")
             return
-        if head[0] == self.position and (self.previous is None or head[1] == self.previous):
+        if head.position == self.position and (self.previous is None or head.link == self.previous):
             return
         self.report(
             head[0],
@@ -190,48 +194,26 @@ def verify(store_or_url: History | EventStore | str) -> VerifyReport:
     def report(position: int | None, event_id: str, rule: str, message: str) -> None:
         violations.append(Violation(position, event_id, rule, message))
 
-    links = _ChainCheck(report)
     with opened_store(store_or_url) as store:
+        head = store.chain_head()
+        links = _ChainCheck(report, head.legacy if head is not None else 0)
         decode = store.codec.decode
         try:
-            for position, originator_id, version, topic, state in store.raw_rows():
-                count += 1
-                last = position
-                links.row(position, originator_id, version, topic, state)
-                try:
-                    event = decode(topic, state)
-                except StoreError as e:
-                    report(position, "", "undecodable", f"{topic}: {e}")
-                    continue
-                eid, stream = event.event_id, event.stream_id
-                # contiguous-versions
-                expected = versions.get(stream, 0) + 1
-                if event.version != expected:
-                    what = "a gap" if event.version > expected else "a repeat"
-                    report(
-                        position,
-                        eid,
-                        "contiguous-versions",
-                        f"{stream}: version {event.version}, expected {expected} ({what})",
-                    )
-                versions[stream] = max(versions.get(stream, 0), event.version)
-                # legal-transition
-                checked = _CHECKED.get(event.KIND)
-                if checked is not None:
-                    problem = _check_lifecycle(checked, event, statuses)
-                    if problem:
-                        report(position, eid, "legal-transition", problem)
-                elif event.KIND in ("resource", "allocation"):
+            for _ in range(3):  # a live store may grow while it is read: catch up with its head
+                for position, originator_id, version, topic, state in store.raw_rows(start=last + 1):
+                    count += 1
+                    last = position
+                    links.row(position, originator_id, version, topic, state)
                     try:
-                        resource_domain.evolve(book, event)
-                    except (CorruptHistoryError, IllegalTransitionError) as e:
-                        report(position, eid, "legal-transition", str(e))
-                # causation
-                cause = event.causation_id
-                if cause and _EVENT_ID.match(cause) and cause not in seen:
-                    report(position, eid, "causation", f"causation_id {cause!r} names no earlier event")
-                seen.add(eid)
-            links.finish(store.chain_head())
+                        event = decode(topic, state)
+                    except StoreError as e:
+                        report(position, "", "undecodable", f"{topic}: {e}")
+                        continue
+                    _check_event(position, event, report, versions, statuses, seen, book)
+                head = store.chain_head()
+                if head is None or head.position <= last:
+                    break
+            links.finish(head)
         except StoreError as e:
             report(last + 1 if count else None, "", "undecodable", f"reading stopped: {e}")
     return VerifyReport(
@@ -241,6 +223,38 @@ def verify(store_or_url: History | EventStore | str) -> VerifyReport:
         head=links.last_link,
         unchained=links.unchained,
     )
+
+
+def _check_event(
+    position: int,
+    event: Event,
+    report: Callable[[int | None, str, str, str], None],
+    versions: dict[str, int],
+    statuses: dict[str, Enum],
+    seen: set[str],
+    book: resource_domain.ResourceBook,
+) -> None:
+    """The per-event rules: versions, transitions, causation."""
+    eid, stream = event.event_id, event.stream_id
+    expected = versions.get(stream, 0) + 1
+    if event.version != expected:
+        what = "a gap" if event.version > expected else "a repeat"
+        report(position, eid, "contiguous-versions", f"{stream}: version {event.version}, expected {expected} ({what})")
+    versions[stream] = max(versions.get(stream, 0), event.version)
+    checked = _CHECKED.get(event.KIND)
+    if checked is not None:
+        problem = _check_lifecycle(checked, event, statuses)
+        if problem:
+            report(position, eid, "legal-transition", problem)
+    elif event.KIND in ("resource", "allocation"):
+        try:
+            resource_domain.evolve(book, event)
+        except (CorruptHistoryError, IllegalTransitionError) as e:
+            report(position, eid, "legal-transition", str(e))
+    cause = event.causation_id
+    if cause and _EVENT_ID.match(cause) and cause not in seen:
+        report(position, eid, "causation", f"causation_id {cause!r} names no earlier event")
+    seen.add(eid)
 
 
 def _check_lifecycle(checked: _Checked, event: Event, statuses: dict[str, Enum]) -> str:

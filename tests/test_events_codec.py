@@ -31,6 +31,7 @@ from domain.task import (
     TASK_EVENT_TYPES,
     TRIGGER_OF,
     ResourceSpec,
+    TaskAdopted,
     TaskCancelled,
     TaskCompleted,
     TaskCreated,
@@ -38,6 +39,7 @@ from domain.task import (
     TaskLateResultDiscarded,
     TaskReady,
     TaskRetryScheduled,
+    TaskReused,
     TaskSkipped,
     TaskSoftTimeoutReached,
     TaskStarted,
@@ -125,6 +127,8 @@ TASK_SAMPLES: dict[type[Event], Event] = {
     TaskSoftTimeoutReached: TaskSoftTimeoutReached(
         aggregate_id="t-1", version=4, **ENVELOPE, attempt=1, soft_timeout=20.0
     ),
+    TaskAdopted: TaskAdopted(aggregate_id="t-1", version=6, **ENVELOPE, owner="engine-b", previous_owner="engine-a"),
+    TaskReused: TaskReused(aggregate_id="t-9", version=2, **ENVELOPE, source="run-1/t-9", data={"rows": 3}),
 }
 
 
@@ -189,6 +193,7 @@ def test_task_events_are_registered() -> None:
         assert EVENT_TYPES[event_type_name(cls)] is cls
     assert set(TASK_SAMPLES) == set(TASK_EVENT_TYPES)
     assert sorted(cls.TYPE for cls in TASK_EVENT_TYPES) == [
+        "task.adopted",
         "task.cancelled",
         "task.completed",
         "task.created",
@@ -196,6 +201,7 @@ def test_task_events_are_registered() -> None:
         "task.late_result_discarded",
         "task.ready",
         "task.retry_scheduled",
+        "task.reused",
         "task.skipped",
         "task.soft_timeout_reached",
         "task.started",
@@ -948,7 +954,12 @@ def test_legal_decision_leads_where_the_lifecycle_says(name: str, status: TaskSt
 
 
 def test_trigger_of_covers_every_status_changing_event() -> None:
-    assert set(TRIGGER_OF) == set(TASK_EVENT_TYPES) - {TaskCreated, TaskLateResultDiscarded, TaskSoftTimeoutReached}
+    assert set(TRIGGER_OF) == set(TASK_EVENT_TYPES) - {
+        TaskCreated,
+        TaskLateResultDiscarded,
+        TaskAdopted,
+        TaskSoftTimeoutReached,
+    }
     assert set(TRIGGER_OF.values()) == task.TASK.triggers
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from domain.enums import (
     AllocationStatus,
+    LeaseStatus,
     ProjectStatus,
     ResourceStatus,
     SessionStatus,
@@ -24,6 +25,7 @@ from domain.errors import IllegalTransitionError, OrchestrationError
 from domain.lifecycles import (
     ALLOCATION,
     ALLOCATION_TRANSITIONS,
+    LEASE_TRANSITIONS,
     LIFECYCLES,
     PROJECT,
     PROJECT_TRANSITIONS,
@@ -47,6 +49,7 @@ TABLES: dict[str, tuple[Row, ...]] = {
     "project": PROJECT_TRANSITIONS,
     "resource": RESOURCE_TRANSITIONS,
     "allocation": ALLOCATION_TRANSITIONS,
+    "lease": LEASE_TRANSITIONS,
 }
 
 STATES: dict[str, type[Enum]] = {
@@ -56,6 +59,7 @@ STATES: dict[str, type[Enum]] = {
     "project": ProjectStatus,
     "resource": ResourceStatus,
     "allocation": AllocationStatus,
+    "lease": LeaseStatus,
 }
 
 INITIAL: dict[str, Enum] = {
@@ -65,6 +69,7 @@ INITIAL: dict[str, Enum] = {
     "project": ProjectStatus.PLANNING,
     "resource": ResourceStatus.AVAILABLE,
     "allocation": AllocationStatus.PENDING,
+    "lease": LeaseStatus.ACTIVE,
 }
 
 FINAL: dict[str, frozenset[Any]] = {
@@ -81,6 +86,7 @@ FINAL: dict[str, frozenset[Any]] = {
             AllocationStatus.REVOKED,
         }
     ),
+    "lease": frozenset({LeaseStatus.TAKEN_OVER}),
 }
 
 NOT_A_TRIGGER = "no_such_trigger"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -24,33 +23,17 @@ from domain.enums import AllocationStatus, ResourceStatus, ResourceType
 from domain.errors import IllegalTransitionError, ValidationError
 from domain.lifecycles import RESOURCE
 from domain.resource import OPERATOR_TRIGGERS, ResourceBook, evolve
-from engine.clock import Runtime, SequentialIds
+from engine.clock import Runtime, SequentialIds, SteppingClock
 from engine.resource_manager import ResourceManager
 from engine.resource_models import Resource, ResourceLimits
 from engine.store import open_store
-from projections.resources import ResourceRecord, ResourceView, fold
+from projections.resources import ResourceRecord, ResourceView
+from replay_tools.testing import assert_live_views_match_log
 
 KEYS = {"cpu": ("cores",), "gpu": ("memory_gb", "units"), "memory": ("gb",), "lock": ("holders",)}
 USERS = ("u0", "u1", "u2", "u3")
 AMOUNT = st.sampled_from([0, 0.5, 1, 1, 1.5, 2, 2, 3, 4.5])
 CAPACITY = st.sampled_from([1, 2, 2.5, 3, 4, 6, 8])
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self._now = datetime(2026, 1, 1, tzinfo=UTC)
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def monotonic(self) -> float:
-        return time.perf_counter()
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += timedelta(seconds=seconds)
 
 
 @st.composite
@@ -87,7 +70,7 @@ class ResourceMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
-        self.clock = ManualClock()
+        self.clock = SteppingClock(datetime(2026, 1, 1, tzinfo=UTC), step=timedelta(0))  # moves when told
         self.store = open_store("memory://")
         self.runtime = Runtime(clock=self.clock, ids=SequentialIds("p"))
         self.m = ResourceManager(store=self.store, runtime=self.runtime, data_dir=self.tmp.name, system_resources=False)
@@ -230,7 +213,7 @@ class ResourceMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.integers(0, 4))
     def advance_and_expire(self, seconds: int) -> None:
-        self.clock.advance(seconds)
+        self.clock.advance(timedelta(seconds=seconds))
         now = self.clock.now()
         due = {a.id for a in self.m.view.active() if a.expires_at is not None and a.expires_at <= now}
         returned = self.m.expire_allocations()
@@ -329,10 +312,14 @@ class ResourceMachine(RuleBasedStateMachine):
         requests = {a.request_id for a in self.m.view.allocations.values()}
         assert not requests & set(self.m.view.rejections)
 
+    def _live_view(self) -> dict[str, Any]:
+        with self.m._view_lock:
+            snapshot: dict[str, Any] = self.m.view.snapshot()
+        return snapshot
+
     @invariant()
     def view_is_the_fold_of_the_log(self) -> None:
-        self.store.flush()
-        assert self.m.view.snapshot() == fold(self.store.read()).snapshot()
+        assert_live_views_match_log(self.store, {"resources": self._live_view})
         book = ResourceBook()
         for recorded in self.store.read():
             evolve(book, recorded.event)

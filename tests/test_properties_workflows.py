@@ -3,7 +3,12 @@
 scripted failures), runs them (one at a time and two at once from two threads) through
 a WorkflowManager, and checks every run against a model of what must happen, plus the
 engine's invariants (views equal the fold of the log, every status change legal, the
-worker limit) after every step."""
+worker limit) after every step.
+
+The workflows are drawn as a model (each step's scripted outcomes and how it references
+its dependencies) that predicts every run, which the generic
+:func:`replay_tools.testing.dag_workflows` does not; the log checks are the public ones
+of :mod:`replay_tools.testing`."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +33,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from domain.enums import TaskStatus, WorkflowStatus
 from domain.lifecycles import TASK, WORKFLOW_RUN
-from domain.task import TRIGGER_OF
-from domain.workflow import RUN_TRIGGER_OF, WorkflowRunCreated
 from engine.models import WorkflowExecution, WorkflowStep
 from engine.registry import ActionRegistry
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WORKFLOW_TOPICS, WorkflowManager
 from projections.workflows import fold as fold_workflows
 from replay_tools.history import History
+from replay_tools.testing import assert_dependencies_completed_first, assert_live_views_match_log, assert_log_verifies
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_WORKERS = 3
@@ -419,45 +424,26 @@ class WorkflowMachine(RuleBasedStateMachine):
         assert summary["successful_executions"] == self.completed_runs
         assert summary["failed_executions"] == self.runs - self.completed_runs
 
+    def _live(self, owner: Any) -> Callable[[], dict[str, Any]]:
+        def read() -> dict[str, Any]:
+            with owner._view_lock:
+                snapshot: dict[str, Any] = owner.view.snapshot()
+            return snapshot
+
+        return read
+
     @invariant()
     def views_equal_fold_of_log(self) -> None:
-        self.wm.store.flush()
-        with self.wm._view_lock:
-            live_workflows = self.wm.view.snapshot()
-        assert fold_workflows(History(self.wm.store).events()).snapshot() == live_workflows
-        with self.orch._view_lock:
-            live_tasks = self.orch.view.snapshot()
-        assert History(self.orch.store).task_view(stop=live_tasks["position"]).snapshot() == live_tasks
+        # Between rules every run has ended: the views are caught up with the whole log
+        # (so the log, too, has every run and task final: runs_and_tasks_are_final).
+        assert_live_views_match_log(self.wm.store, {"workflows": self._live(self.wm), "tasks": self._live(self.orch)})
         assert self.wm.store.stats.listener_errors == []
         assert self.wm.store.stats.callback_errors == []
 
     @invariant()
     def every_status_change_is_legal_and_in_dependency_order(self) -> None:
-        runs: dict[str, WorkflowStatus] = {}
-        tasks: dict[str, TaskStatus] = {}
-        deps: dict[str, list[str]] = {}
-        completed_at: dict[str, int] = {}
-        for recorded in History(self.wm.store).events():
-            event = recorded.event
-            if event.KIND == "workflow_run":
-                if isinstance(event, WorkflowRunCreated):
-                    assert event.aggregate_id not in runs
-                    runs[event.aggregate_id] = WORKFLOW_RUN.initial
-                elif (trigger := RUN_TRIGGER_OF.get(type(event))) is not None:
-                    runs[event.aggregate_id] = WORKFLOW_RUN.decide(runs[event.aggregate_id], trigger)
-            elif event.KIND == "task":
-                if event.type == "task.created":
-                    tasks[event.aggregate_id] = TASK.initial
-                    deps[event.aggregate_id] = list(event.dependencies)  # type: ignore[attr-defined]
-                elif (trigger := TRIGGER_OF.get(type(event))) is not None:
-                    tasks[event.aggregate_id] = TASK.decide(tasks[event.aggregate_id], trigger)
-                if event.type == "task.completed":
-                    completed_at[event.aggregate_id] = recorded.position
-                elif event.type == "task.started":  # the log agrees: dependencies completed first
-                    for dep in deps[event.aggregate_id]:
-                        assert completed_at.get(dep, recorded.position) < recorded.position, (event, dep)
-        assert all(WORKFLOW_RUN.is_final(s) for s in runs.values())
-        assert all(TASK.is_final(s) for s in tasks.values())
+        assert_log_verifies(self.wm.store)  # legal transitions (a run created once), versions, causation
+        assert_dependencies_completed_first(self.wm.store)
 
     def teardown(self) -> None:
         try:

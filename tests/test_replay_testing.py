@@ -1,9 +1,13 @@
 """The public testing module, used exactly as a user would: a machine over two small
-actions of their own (one fails for some inputs), the strategies on their own, and a
-deliberately broken projection that the invariants must catch."""
+actions of their own (one fails for some inputs), the strategies on their own, a
+deliberately broken projection that the invariants must catch, and the scripted action
+and the log checks on their own (on a golden history, sound and broken)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +20,20 @@ from domain.lifecycles import TASK
 from domain.task import TRIGGER_OF
 from engine.models import Task, WorkflowStep
 from engine.registry import ActionRegistry
+from engine.store import EventStore, open_store
 from projections import tasks as task_projection
-from replay_tools.testing import EngineStateMachine, dag_workflows, event_histories, tasks
+from replay_tools.state import state_at
+from replay_tools.testing import (
+    EngineStateMachine,
+    ScriptedAction,
+    assert_dependencies_completed_first,
+    assert_live_views_match_log,
+    assert_log_verifies,
+    dag_workflows,
+    event_histories,
+    outcome_scripts,
+    tasks,
+)
 
 SMALL = settings(max_examples=15, stateful_step_count=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -119,3 +135,85 @@ def test_event_histories_are_consistent(history: list[Recorded]) -> None:
         elif (trigger := TRIGGER_OF.get(type(event))) is not None:
             states[event.aggregate_id] = TASK.decide(states[event.aggregate_id], trigger)
     assert states and all(TASK.is_final(s) for s in states.values())
+
+
+# -- the action, the scripts and the log checks on their own ------------------------------
+
+GOLDEN_RUN = Path(__file__).resolve().parent / "golden" / "retry_run.jsonl"
+
+
+def test_scripted_action_follows_its_script() -> None:
+    action = ScriptedAction()
+    with pytest.raises(RuntimeError, match="k attempt 1 fails as scripted"):
+        action("k", ["fail", "ok"])
+    assert action("k", ["fail", "ok"]) == {"key": "k", "attempt": 2, "inputs": []}
+    assert action("k", ["fail", "ok"], {"t-b": 1, "t-a": 2}, payload=[1]) == {
+        "key": "k",
+        "attempt": 3,  # the last outcome repeats
+        "inputs": ["t-a", "t-b"],
+        "payload": [1],
+    }
+    assert action("other", ["ok", "fail"])["attempt"] == 1
+    with pytest.raises(RuntimeError, match="other attempt 2"):
+        action("other", ["ok", "fail"])
+    assert action.attempts == {"k": 3, "other": 2}
+    with pytest.raises(ValueError, match="outcomes"):
+        action("k", [])
+    with pytest.raises(ValueError, match="outcomes"):
+        action("k", ["maybe"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(outcome_scripts(max_attempts=2))
+def test_outcome_scripts_are_short_lists_of_outcomes(script: list[str]) -> None:
+    assert 1 <= len(script) <= 2 and set(script) <= {"ok", "fail"}
+
+
+def test_outcome_scripts_need_an_attempt() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        outcome_scripts(max_attempts=0)
+
+
+def _store_of(path: Path, skip: Callable[[dict[str, Any]], bool] = lambda line: False) -> EventStore:
+    """A memory store holding a golden history's events, except those ``skip`` names."""
+    store = open_store("memory://")
+    for text in path.read_text(encoding="utf-8").splitlines():
+        line = json.loads(text)
+        if not skip(line):
+            store.append([store.codec.decode(line["type"], json.dumps(line["event"]).encode())])
+    return store
+
+
+def test_the_log_checks_pass_on_a_sound_log() -> None:
+    with _store_of(GOLDEN_RUN) as store:
+        assert assert_log_verifies(store).events == store.max_position() == 19
+        assert_dependencies_completed_first(store)
+        end = state_at(store, position=store.max_position())
+        assert_live_views_match_log(store, {"tasks": end.tasks.snapshot, "workflows": end.workflows.snapshot})
+
+
+def test_the_log_checks_catch_a_step_that_starts_too_early() -> None:
+    def fetch_completed(line: dict[str, Any]) -> bool:
+        return line["type"] == "task.completed" and line["stream_id"].endswith("/fetch")
+
+    with _store_of(GOLDEN_RUN, skip=fetch_completed) as store:
+        with pytest.raises(AssertionError, match=r"ingest-000002/parse started at \d+ before its dependency"):
+            assert_dependencies_completed_first(store)
+        with pytest.raises(AssertionError, match="causation"):  # parse's task.ready names the missing event
+            assert_log_verifies(store)
+
+
+def test_the_view_check_catches_a_lagging_or_wrong_view() -> None:
+    with _store_of(GOLDEN_RUN) as store:
+        earlier = state_at(store, position=12).tasks.snapshot  # a view that stopped at position 12
+        assert_live_views_match_log(store, {"tasks": earlier}, caught_up=False)
+        with pytest.raises(AssertionError, match="live tasks view lags the log"):
+            assert_live_views_match_log(store, {"tasks": earlier})
+
+        def wrong() -> dict[str, Any]:
+            return dict(state_at(store, position=store.max_position()).tasks.snapshot(), stats={})
+
+        with pytest.raises(AssertionError, match="live tasks view differs from the fold of the log up to 18"):
+            assert_live_views_match_log(store, {"tasks": wrong}, caught_up=False)
+        with pytest.raises(ValueError, match="unknown view name"):
+            assert_live_views_match_log(store, {"task": earlier})

@@ -73,7 +73,7 @@ def test_a_real_history_verifies_clean(history: tuple[str, Path]) -> None:
     assert report.text().startswith("OK:")
     assert report.unchained == 0
     with open_store(url) as store:
-        assert store.chain_head() == (report.events, report.head)
+        assert store.chain_head() == (report.events, report.head, 0)
     assert report.head in report.text()
     with open_store(url) as store:  # an open store works too, and is left open
         assert verify(store) == report
