@@ -864,8 +864,9 @@ class TaskOrchestrator:
 
     def _finish_attempt(self, attempt: _Attempt, outcome: _Outcome) -> None:
         with self._lock:
-            if outcome.lost:
-                return  # the work was ended on our request; why is already recorded
+            if outcome.lost:  # the work was ended on our request; why is already recorded
+                self._end_attempt(attempt)  # (if a timeout or a cancel has not already)
+                return
             if self._closed:
                 # Closed while this attempt ran past stop_execution's grace period:
                 # there is no store to record into. The log keeps it RUNNING, which
@@ -1302,10 +1303,13 @@ class TaskOrchestrator:
     def _lease_lost(self) -> None:
         """Another engine took this one's lease over (it stalled past the TTL): its
         tasks are no longer this engine's. Running attempts are abandoned (their
-        outcomes would conflict with the new owner's events)."""
+        outcomes would conflict with the new owner's events), and their work is ended as
+        the executor can (a worker process is killed), since the new owner runs it again."""
         with self._lock:
             for attempt in self._running.values():
                 attempt.abandoned = True
+                attempt.control.request_stop()
+                attempt.control.kill()
             self._owned.clear()
             self._open_owned = 0
             self._ready.clear()

@@ -202,6 +202,24 @@ def test_cancelling_a_running_process_task_kills_its_worker(
     assert types(orch, "long")[-1] == "task.cancelled"
 
 
+def test_a_lost_lease_kills_the_running_worker(make: Callable[..., TaskOrchestrator], tmp_path: Path) -> None:
+    orch = make(ProcessExecutor(1), max_workers=1)
+    orch.start_execution()
+    pid_file = tmp_path / "pid"
+    orch.add_task(
+        Task(id="long", module=M, action="pid_then_sleep", parameters={"pid_file": str(pid_file), "seconds": 60})
+    )
+    assert wait_until(lambda: pid_file.exists() and pid_file.read_text() != "")
+    pid = int(pid_file.read_text())
+    before = types(orch, "long")
+    orch._lease_lost()  # what the lease keeper calls when another engine took this one's work over
+    assert wait_until(lambda: not psutil.pid_exists(pid))
+    began = time.monotonic()
+    orch.stop_execution()  # the killed attempt no longer holds a slot
+    assert time.monotonic() - began < 3
+    assert types(orch, "long") == before  # nothing recorded: the task is the new owner's
+
+
 def test_a_worker_that_dies_fails_its_attempt_and_is_replaced(make: Callable[..., TaskOrchestrator]) -> None:
     orch = make(ProcessExecutor(1), max_workers=1)
     orch.start_execution()
