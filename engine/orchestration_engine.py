@@ -847,6 +847,7 @@ class OrchestrationEngine:
                 "events": self.store.stats.events,
                 "commits": self.store.stats.commits,
                 "average_task_time": stats["average_execution_time"],
+                "executor": self.task_orchestrator.executor.describe(),
             },
         }
 

@@ -360,6 +360,11 @@ def test_the_engine_runs_actions_on_the_configured_executor(tmp_path: Path, monk
         assert out["success"] and out["result"]["data"] in executor.pids()
         started = engine.task_orchestrator.task_events("t")[2]
         assert started.worker == "processes"  # type: ignore[attr-defined]
+        assert engine.get_system_status()["performance"]["executor"] == {
+            "executor": "processes",
+            "workers": 1,
+            "start_method": executor.start_method,
+        }
     # an argument beats the environment; dask connects lazily, so nothing starts here
     with OrchestrationEngine(
         data_dir=str(tmp_path / "e"), executor="dask", dask_scheduler_address="tcp://127.0.0.1:1"
