@@ -63,6 +63,7 @@ from engine.idempotency import Claims
 from engine.leases import read_leases
 from engine.models import Task, WorkflowExecution, WorkflowStep
 from engine.registry import DEFAULT_REGISTRY
+from engine.store import apply_each
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_files import parse_workflow_file, step_spec, write_workflow_file
 from projections.workflows import DefinitionRecord, WorkflowView
@@ -113,9 +114,9 @@ class WorkflowManager:
         self._runs: dict[str, RunState] = {}
         self._active: set[str] = set()  # runs this process is driving to their end
         self._recovered_done = threading.Condition(self._lock)
-        for recorded in self.store.read(types=WORKFLOW_TOPICS):
-            self._apply(recorded)
-        self._unsubscribe = self.store.subscribe(self._on_committed)
+        self._unsubscribe = self.store.subscribe(
+            self._on_committed, history=apply_each(self._apply), types=WORKFLOW_TOPICS
+        )
         self.claims = Claims(self.store)
         if load_files and self.workflows_dir is not None and self.workflows_dir.is_dir():
             self.load_directory(self.workflows_dir)
@@ -131,8 +132,16 @@ class WorkflowManager:
 
     def _on_committed(self, batch: Sequence[Recorded]) -> None:
         for recorded in batch:
-            if recorded.event.KIND in ("workflow", "workflow_run"):
-                self._apply(recorded)
+            event = recorded.event
+            if event.KIND == "workflow_run":
+                known = self._runs.get(event.aggregate_id)
+                if known is None or event.version > known.version:  # a catch-up may have folded it
+                    self._apply(recorded)
+            elif event.KIND == "workflow":
+                with self._view_lock:
+                    current = self.view.definitions.get(event.aggregate_id)
+                if current is None or event.version > current.version:
+                    self._apply(recorded)
 
     def _meta(self, actor: str = "system", correlation_id: str = "", causation_id: str = "") -> EventMeta:
         return EventMeta(
