@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from domain.errors import ValidationError
 from domain.events import Recorded
 from domain.idempotency import IdempotencyClaimed
-from engine.store import EventStore
+from engine.store import EventStore, apply_each
 
 __all__ = ["Claims"]
 
@@ -24,9 +24,11 @@ class Claims:
         self.store = store
         self._lock = threading.Lock()
         self._claims: dict[str, IdempotencyClaimed] = {}
-        for recorded in store.read(types=(IdempotencyClaimed.TYPE,)):
-            self._remember(recorded.event)
-        self._unsubscribe = store.subscribe(self._on_committed)
+        self._unsubscribe = store.subscribe(
+            self._on_committed,
+            history=apply_each(lambda r: self._remember(r.event)),
+            types=(IdempotencyClaimed.TYPE,),
+        )
 
     def _remember(self, event: object) -> None:
         if isinstance(event, IdempotencyClaimed):

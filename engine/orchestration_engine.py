@@ -64,7 +64,7 @@ from engine.recovery import RecoveryReport
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_manager import ResourceManager
 from engine.results import failure, run_coroutine, workflow_result
-from engine.store import open_store
+from engine.store import apply_each, open_store
 from engine.task_input import definition_of
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_manager import WorkflowManager
@@ -172,7 +172,9 @@ class OrchestrationEngine:
         self._janitor_wake = threading.Condition(self._lock)
         self._closed = False
         self.unrecorded_handler_failures: list[str] = []
-        for recorded in self.store.read(
+        self._unsubscribe = self.store.subscribe(
+            self._on_committed,
+            history=apply_each(self._apply),
             types=(
                 "session.created",
                 "session.activated",
@@ -180,13 +182,11 @@ class OrchestrationEngine:
                 "session.expired",
                 "session.cancelled",
                 "handler.failed",
-            )
-        ):
-            self._apply(recorded)
+            ),
+        )
         for record in self.sessions.sessions.values():
             if record.status is SessionStatus.ACTIVE:
                 self._limit_session(record.id, record.mode, record.max_parallel_tasks, record.max_parallel_workflows)
-        self._unsubscribe = self.store.subscribe(self._on_committed)
         if any(
             r.status is SessionStatus.ACTIVE and r.timeout_seconds is not None for r in self.sessions.sessions.values()
         ):

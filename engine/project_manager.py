@@ -75,7 +75,7 @@ from engine.models import WorkflowExecution
 from engine.project_models import Project, ProjectTemplate
 from engine.registry import DEFAULT_REGISTRY
 from engine.results import failure, run_coroutine, workflow_result
-from engine.store import EventStore
+from engine.store import EventStore, apply_each
 from engine.task_orchestrator import TaskOrchestrator
 from engine.templates import PACKAGE_TEMPLATES, load_templates, package_workflow
 from engine.workflow_manager import WorkflowManager
@@ -141,9 +141,9 @@ class ProjectManager:
         self._states: dict[str, ProjectState] = {}
         self._in_flight: dict[str, int] = {}
         self._closed = False
-        for recorded in self.store.read(types=PROJECT_TOPICS):
-            self._apply(recorded)
-        self._unsubscribe = self.store.subscribe(self._on_committed)
+        self._unsubscribe = self.store.subscribe(
+            self._on_committed, history=apply_each(self._apply), types=PROJECT_TOPICS
+        )
         self._load_templates()
 
     # -- views -------------------------------------------------------------------

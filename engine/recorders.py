@@ -215,7 +215,19 @@ def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
             ).format(schema, Identifier(events_table_name))
 
         def create_table(self) -> None:
-            super().create_table()
+            """The stock tables, types and functions, then the head; under an advisory
+            lock, because engine processes starting at once would race on them
+            (PostgreSQL: "tuple concurrently updated")."""
+            key = f"codomyrmex:{datastore.schema}.{events_table_name}"
+            with datastore.get_connection() as conn:
+                conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+                try:
+                    super().create_table()
+                    self._create_head_table()
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+        def _create_head_table(self) -> None:
             with datastore.transaction(commit=True) as curs:
                 curs.execute(
                     SQL("LOCK TABLE {}.{} IN EXCLUSIVE MODE").format(

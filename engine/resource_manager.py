@@ -89,7 +89,7 @@ import itertools
 import json
 import platform
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,10 +189,7 @@ class ResourceManager:
         self._wake = threading.Event()
         self._expiry_thread: threading.Thread | None = None
         try:
-            self._unsubscribe = self.store.subscribe(self._on_committed)
-            with self._view_lock:  # the listener waits, so nothing is applied twice or skipped
-                for recorded in self.store.read(types=RESOURCE_TOPICS):
-                    self._apply_locked(recorded)
+            self._unsubscribe = self.store.subscribe(self._on_committed, history=self._load, types=RESOURCE_TOPICS)
             definitions: list[Definition] = []
             if self.resource_config is not None:
                 source = config.describe()["resource_config"]["source"]
@@ -217,6 +214,11 @@ class ResourceManager:
         evolve(self._book, recorded.event)
         apply_resource_event(self.view, recorded)
 
+    def _load(self, records: Iterator[Recorded]) -> None:
+        with self._view_lock:
+            for recorded in records:
+                self._apply_locked(recorded)
+
     def _on_committed(self, batch: Sequence[Recorded]) -> None:
         mine = [r for r in batch if r.event.KIND in _KINDS]
         if mine:
@@ -225,17 +227,11 @@ class ResourceManager:
                     self._apply_locked(recorded)
 
     def _catch_up(self) -> None:
-        """Apply what other writers committed. Our live view only sees what our own
-        store committed, so another process's events can sit at positions *below* ours:
-        reading past our position would miss them. So rebuild the book and the view
-        from the whole resource log (conflicts are rare, and this log is small)."""
+        """Apply what other writers committed (after a conflict): the store hands every
+        listener the other processes' commits, in log order (as its follower does
+        every ``follow_interval`` seconds anyway)."""
         self.store.flush()
-        with self._view_lock:
-            book, view = ResourceBook(), ResourceView()
-            for recorded in self.store.read(types=RESOURCE_TOPICS):
-                evolve(book, recorded.event)
-                apply_resource_event(view, recorded)
-            self._book, self.view = book, view
+        self.store.catch_up()
 
     def _meta(self, actor: str = "system", correlation_id: str = "") -> EventMeta:
         return EventMeta(timestamp=self.runtime.clock.now(), actor=actor, correlation_id=correlation_id)

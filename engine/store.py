@@ -65,7 +65,7 @@ from engine.recorders import (
     chained_postgres_recorder,
 )
 
-__all__ = ["EventStore", "open_store"]
+__all__ = ["EventStore", "apply_each", "open_store"]
 
 TABLE = "codomyrmex_events"
 _log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class EventStore:
         max_batch: int = 4096,
         linger: float = 0.0,
         closer: Callable[[], None] | None = None,
+        follow_interval: float = 0.0,
     ) -> None:
         self.url = url
         self.recorder = recorder
@@ -124,6 +125,13 @@ class EventStore:
         self._idle = True  # nothing queued, nothing being committed
         self._inline = False  # a synchronous append is committing in its caller's thread
         self._thread: threading.Thread | None = None
+        # Deliveries to listeners, in log order, each event once: held across every
+        # insert and its notification, by the follower, and by subscribe's history.
+        self._deliver = threading.RLock()
+        self._delivered = self.max_position()
+        self.follow_interval = follow_interval
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
 
     # -- writing ---------------------------------------------------------------
 
@@ -253,6 +261,10 @@ class EventStore:
                 self._fail(pending, StoreError(f"commit of {len(pending)} submission(s) failed: {e!r}"))
 
     def _commit(self, batch: list[_Submission]) -> None:
+        with self._deliver:
+            self._commit_delivering(batch)
+
+    def _commit_delivering(self, batch: list[_Submission]) -> None:
         stored = [s for sub in batch for s in sub.stored]
         try:
             ids = self._insert(stored)
@@ -261,7 +273,7 @@ class EventStore:
                 self._fail(batch, self._conflict(batch[0]))
                 return
             for sub in batch:  # isolate the conflicting submission(s)
-                self._commit([sub])
+                self._commit_delivering([sub])
             return
         except (PersistenceError, OSError, StoreError) as e:
             self._fail(
@@ -272,7 +284,10 @@ class EventStore:
         self.stats.commits += 1
         self.stats.events += len(recorded)
         self.stats.largest_batch = max(self.stats.largest_batch, len(recorded))
+        if ids[0] > self._delivered + 1:  # other processes committed in between: theirs first
+            self._deliver_foreign(ids[0] - 1)
         listener_error = self._notify_listeners(recorded)
+        self._delivered = max(self._delivered, ids[-1])
         offset = 0
         for sub in batch:
             sub.result = recorded[offset : offset + len(sub.events)]
@@ -336,11 +351,57 @@ class EventStore:
 
     # -- subscribing -----------------------------------------------------------
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def _deliver_foreign(self, stop: int | None) -> int:
+        """(Delivery lock held) hand listeners the events other processes committed
+        after the last delivered position, up to ``stop``. Returns how many."""
+        if not self._listeners:
+            self._delivered = stop if stop is not None else self.max_position()
+            return 0
+        foreign = list(self.read(start=self._delivered + 1, stop=stop))
+        if foreign:
+            self._notify_listeners(foreign)
+            self._delivered = foreign[-1].position
+        if stop is not None:
+            self._delivered = max(self._delivered, stop)
+        return len(foreign)
+
+    def catch_up(self) -> int:
+        """Deliver what other processes committed since the last delivery (the
+        follower does this every ``follow_interval`` seconds). Returns how many."""
+        with self._deliver:
+            return self._deliver_foreign(None)
+
+    def _follow(self) -> None:
+        while not self._stop_following.wait(self.follow_interval):
+            try:
+                self.catch_up()
+            except StoreError as e:  # the next round tries again
+                _log.warning("following %s: %s", self.url, e)
+
+    def subscribe(
+        self,
+        listener: Listener,
+        *,
+        history: Callable[[Iterator[Recorded]], None] | None = None,
+        types: Sequence[str] = (),
+    ) -> Callable[[], None]:
         """Call ``listener(batch)`` after every commit, on the committer thread, in
-        commit order. Returns a function that unsubscribes."""
-        with self._cond:
-            self._listeners.append(listener)
+        commit order, and with what other processes commit (in log order, each
+        event once: before the next own commit, or by the follower). ``history``
+        first receives the log so far (of ``types``), with no gap and no overlap
+        with what ``listener`` gets after it. Returns a function that unsubscribes."""
+        with self._deliver:
+            self._deliver_foreign(None)  # the others first, so the history is the log up to now
+            if history is not None:
+                history(self.read(types=types, stop=self._delivered))
+            with self._cond:
+                self._listeners.append(listener)
+                start = self.follow_interval > 0 and self._follower is None and not self._closed
+                if start:
+                    self._follower = threading.Thread(target=self._follow, name="event-store-follower", daemon=True)
+        if start:
+            assert self._follower is not None
+            self._follower.start()
 
         def unsubscribe() -> None:
             with self._cond:
@@ -432,8 +493,12 @@ class EventStore:
             self._cond.notify_all()
             self._cond.wait_for(lambda: not self._inline, timeout)
             thread = self._thread
+            follower = self._follower
+        self._stop_following.set()
         if thread is not None:
             thread.join(timeout)
+        if follower is not None:
+            follower.join(timeout)
         if self._closer is not None:
             self._closer()
 
@@ -447,14 +512,27 @@ class EventStore:
         return f"EventStore({self.url!r})"
 
 
+def apply_each(apply: Callable[[Recorded], object]) -> Callable[[Iterator[Recorded]], None]:
+    """A ``history`` for :meth:`EventStore.subscribe` that applies one event at a time."""
+
+    def load(records: Iterator[Recorded]) -> None:
+        for recorded in records:
+            apply(recorded)
+
+    return load
+
+
 def open_store(
     url: str,
     *,
     max_batch: int = 4096,
     linger: float = 0.0,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    follow_interval: float | None = None,
 ) -> EventStore:
-    """Open the store a URL names (see the module docstring)."""
+    """Open the store a URL names (see the module docstring). ``follow_interval``:
+    how often listeners are handed other processes' commits while this process is
+    idle (default 0.5 s for SQLite and PostgreSQL, off for memory://)."""
     if not isinstance(url, str) or "://" not in url:
         raise ValidationError(
             f"store URL {url!r} is not a URL",
@@ -464,8 +542,14 @@ def open_store(
     scheme = url.split("://", 1)[0].lower()
     codec = EventCodec(max_event_bytes)
     kwargs: dict[str, Any] = {"url": url, "codec": codec, "max_batch": max_batch, "linger": linger}
+    if follow_interval is not None and (
+        isinstance(follow_interval, bool) or not isinstance(follow_interval, int | float) or follow_interval < 0
+    ):
+        raise ValidationError(f"follow_interval must be a number >= 0, got {follow_interval!r}")
+    kwargs["follow_interval"] = float(follow_interval if follow_interval is not None else 0.5)
     try:
         if scheme == "memory":
+            kwargs["follow_interval"] = 0.0  # nobody else writes to it
             return EventStore(ChainedPOPORecorder(), **kwargs)
         if scheme == "sqlite":
             return _open_sqlite(url, kwargs)

@@ -47,7 +47,7 @@ import functools
 import heapq
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -234,8 +234,9 @@ class TaskOrchestrator:
 
         self._view_lock = threading.Lock()
         self.view = TaskView()
-        self._load_history()
-        self._unsubscribe = self.store.subscribe(self._on_committed_events)
+        self._unsubscribe = self.store.subscribe(
+            self._on_committed_events, history=self._load_history, types=TASK_TOPICS
+        )
 
     # -- configuration ---------------------------------------------------------
 
@@ -268,10 +269,10 @@ class TaskOrchestrator:
 
     # -- history and views -----------------------------------------------------
 
-    def _load_history(self) -> None:
+    def _load_history(self, records: Iterator[Recorded]) -> None:
         """Fold the log's task events into the view and the write model."""
         states: dict[str, TaskState] = {}
-        for recorded in self.store.read(types=TASK_TOPICS):
+        for recorded in records:
             apply_task_event(self.view, recorded)
             event = recorded.event
             states[event.aggregate_id] = T.evolve(states.get(event.aggregate_id), event)
@@ -282,10 +283,17 @@ class TaskOrchestrator:
                 self._dependents.setdefault(dep, []).append(task_id)
 
     def _on_committed_events(self, batch: Sequence[Recorded]) -> None:
+        """Own commits and other processes' (the store follows the log): the view
+        takes each task event once, in log order (a recovery may have folded some
+        already: those are skipped by version)."""
         with self._view_lock:
+            tasks = self.view.tasks
             for recorded in batch:
-                if recorded.event.KIND == "task":
-                    apply_task_event(self.view, recorded)
+                event = recorded.event
+                if event.KIND == "task":
+                    known = tasks.get(event.aggregate_id)
+                    if known is None or event.version > known.version:
+                        apply_task_event(self.view, recorded)
 
     # -- commands: adding ------------------------------------------------------
 

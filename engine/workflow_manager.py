@@ -25,6 +25,7 @@ seconds).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import threading
@@ -64,6 +65,7 @@ from engine.idempotency import Claims
 from engine.leases import read_leases
 from engine.models import Task, WorkflowExecution, WorkflowStep
 from engine.registry import DEFAULT_REGISTRY
+from engine.store import apply_each
 from engine.task_orchestrator import TaskOrchestrator
 from engine.workflow_files import parse_workflow_file, step_spec, write_workflow_file
 from projections.workflows import DefinitionRecord, WorkflowView
@@ -116,9 +118,11 @@ class WorkflowManager:
         self._runs: dict[str, RunState] = {}
         self._active: set[str] = set()  # runs this process is driving to their end
         self._recovered_done = threading.Condition(self._lock)
-        for recorded in self.store.read(types=WORKFLOW_TOPICS):
-            self._apply(recorded)
-        self._unsubscribe = self.store.subscribe(self._on_committed)
+        self._to_finish: list[str] = []
+        self._finisher: threading.Thread | None = None
+        self._unsubscribe = self.store.subscribe(
+            self._on_committed, history=apply_each(self._apply), types=WORKFLOW_TOPICS
+        )
         self.claims = Claims(self.store)
         if load_files and self.workflows_dir is not None and self.workflows_dir.is_dir():
             self.load_directory(self.workflows_dir)
@@ -134,8 +138,16 @@ class WorkflowManager:
 
     def _on_committed(self, batch: Sequence[Recorded]) -> None:
         for recorded in batch:
-            if recorded.event.KIND in ("workflow", "workflow_run"):
-                self._apply(recorded)
+            event = recorded.event
+            if event.KIND == "workflow_run":
+                known = self._runs.get(event.aggregate_id)
+                if known is None or event.version > known.version:  # a catch-up may have folded it
+                    self._apply(recorded)
+            elif event.KIND == "workflow":
+                with self._view_lock:
+                    current = self.view.definitions.get(event.aggregate_id)
+                if current is None or event.version > current.version:
+                    self._apply(recorded)
 
     def _meta(self, actor: str = "system", correlation_id: str = "", causation_id: str = "") -> EventMeta:
         return EventMeta(
@@ -490,18 +502,18 @@ class WorkflowManager:
         self.store.flush()
         with self._view_lock:
             outcomes = self._step_outcomes(run_id)
-        errors = outcomes[1]
-
-        def make(state: RunState, duration: float, now: datetime) -> Event:
-            env = _Envelope(run_id, state.version + 1, now, state.created.actor).fields()
-            if errors:
-                WORKFLOW_RUN.decide(state.status, "fail", run_id)
-                return WorkflowRunFailed(reason="step_failed", errors=errors, duration=duration, **env)
-            WORKFLOW_RUN.decide(state.status, "complete", run_id)
-            return WorkflowRunCompleted(duration=duration, **env)
-
-        self._record_end(run_id, make)
+        self._record_end(run_id, functools.partial(self._end_event, run_id, outcomes[1]))
         return self.get_execution(run_id, outcomes)
+
+    @staticmethod
+    def _end_event(run_id: str, errors: list[str], state: RunState, duration: float, now: datetime) -> Event:
+        """``workflow_run.completed``, or ``failed`` when a step's error is in ``errors``."""
+        env = _Envelope(run_id, state.version + 1, now, state.created.actor).fields()
+        if errors:
+            WORKFLOW_RUN.decide(state.status, "fail", run_id)
+            return WorkflowRunFailed(reason="step_failed", errors=errors, duration=duration, **env)
+        WORKFLOW_RUN.decide(state.status, "complete", run_id)
+        return WorkflowRunCompleted(duration=duration, **env)
 
     def _abort_run(self, run_id: str, reason: str, message: str) -> None:
         """End a run that is still open: cancel its open steps, record the run."""
@@ -767,17 +779,41 @@ class WorkflowManager:
         return recovered
 
     def _finish_recovered_soon(self, run_id: str) -> None:
-        """when_final callback (must not block): finish in a thread of its own."""
-        threading.Thread(target=self._finish_recovered, args=(run_id,), name=f"recover-{run_id[:8]}").start()
+        """when_final callback (must not block): queue the run for the one finisher
+        thread, which records the ends of all queued runs in one commit."""
+        with self._lock:
+            self._to_finish.append(run_id)
+            if self._finisher is None or not self._finisher.is_alive():
+                self._finisher = threading.Thread(target=self._finish_recovered, name="recovered-runs")
+                self._finisher.start()
 
-    def _finish_recovered(self, run_id: str) -> None:
-        try:
-            self._finish_run(run_id)
-        except ConcurrencyConflictError:
-            pass  # another engine recorded the run's end first: it is finished either way
-        finally:
+    def _finish_recovered(self) -> None:
+        while True:
             with self._lock:
-                self._active.discard(run_id)
+                run_ids, self._to_finish = self._to_finish, []
+                if not run_ids:
+                    self._finisher = None
+                    return
+            self.store.flush()
+            events: list[Event] = []
+            with self._lock:
+                now = self.runtime.clock.now()
+                for run_id in run_ids:
+                    state = self._runs[run_id]
+                    if WORKFLOW_RUN.is_final(state.status):
+                        continue
+                    with self._view_lock:
+                        errors = self._step_outcomes(run_id)[1]
+                    duration = (now - (state.started_at or state.created.timestamp)).total_seconds()
+                    events.append(self._end_event(run_id, errors, state, duration, now))
+            try:
+                self.store.append(events)
+            except ConcurrencyConflictError:  # another engine ended some first: record the others
+                for event in events:
+                    with contextlib.suppress(ConcurrencyConflictError):  # that run is ended either way
+                        self.store.append([event])
+            with self._lock:
+                self._active.difference_update(run_ids)
                 self._recovered_done.notify_all()
 
     def wait_recovered(self, timeout: float | None = None) -> bool:

@@ -58,3 +58,22 @@ def test_bench_quick_runs_and_validates(tmp_path: Path) -> None:
         for runner in ("threads", "processes", "dask", "plain-dask"):
             assert ("EXEC", workload, runner) in keys, f"no EXEC row for {workload}/{runner}"
     assert any(name.startswith("W1 through the engine on the Dask executor") for name in targets)
+
+
+@pytest.mark.slow
+def test_recovery_benchmark_runs_and_meets_its_own_checks() -> None:
+    """bench/recovery.py on a small store: a killed process's runs are all adopted and
+    all end."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "bench/recovery.py", "--runs", "40", "--repeat", "1"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["runs_adopted"] == 40 and result["tasks_adopted"] == 120
+    assert result["met"] is True

@@ -604,7 +604,7 @@ def test_two_processes_worth_of_stores_on_one_sqlite_file(tmp_path: Path) -> Non
     """Two managers, each with its own store on the same file (as two processes would
     be): version conflicts are caught, each catches up from the log and decides again."""
     url = f"sqlite:///{tmp_path / 'events.db'}"
-    stores = [open_store(url), open_store(url)]
+    stores = [open_store(url, follow_interval=0), open_store(url, follow_interval=0)]  # stale until a conflict
     try:
         first = ResourceManager(store=stores[0], system_resources=False, data_dir=tmp_path)
         first.add_resource(Resource(id="cpu", name="cpu", type=ResourceType.CPU, capacity={"cores": 3}))
@@ -634,7 +634,7 @@ def test_two_processes_worth_of_stores_on_one_sqlite_file(tmp_path: Path) -> Non
 
 def test_a_stale_writer_conflicts_catches_up_and_decides_again(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'events.db'}"
-    stores = [open_store(url), open_store(url)]
+    stores = [open_store(url, follow_interval=0), open_store(url, follow_interval=0)]  # stale until a conflict
     try:
         first = ResourceManager(store=stores[0], system_resources=False, data_dir=tmp_path)
         first.add_resource(Resource(id="cpu", name="cpu", type=ResourceType.CPU, capacity={"cores": 3}))
