@@ -45,6 +45,9 @@ class SessionCreated(_SessionEvent, frozen=True, kw_only=True, tag="session.crea
     timeout_seconds: float | None = None
     resource_requirements: dict[str, Any] = msgspec.field(default_factory=dict)
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    owner: str = ""
+    """The engine instance that created it (see ``domain/lease.py``): if that engine
+    is lost, recovery closes the session and releases what it held."""
 
 
 class SessionActivated(_SessionEvent, frozen=True, kw_only=True, tag="session.activated"):

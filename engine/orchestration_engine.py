@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from domain.enums import OrchestrationMode, SessionStatus, TaskStatus, WorkflowStatus
+from domain.enums import LeaseStatus, OrchestrationMode, SessionStatus, TaskStatus, WorkflowStatus
 from domain.errors import (
     ConcurrencyConflictError,
     NotFoundError,
@@ -58,6 +58,7 @@ from engine.clock import Runtime
 from engine.codec import json_problem
 from engine.config import OrchestrationConfig, load_config
 from engine.executors import Executor, executor_from_config
+from engine.leases import read_leases
 from engine.models import OrchestrationSession, Task, TaskResult, WorkflowExecution, WorkflowStep
 from engine.project_manager import ProjectManager
 from engine.recovery import RecoveryReport
@@ -192,6 +193,7 @@ class OrchestrationEngine:
         ):
             self._ensure_janitor()  # sessions with a timeout survive a restart: keep expiring them
         self.last_recovery: RecoveryReport | None = None
+        self.released_sessions: tuple[str, ...] = ()
         if self.config.recovery != "off":
             self.recover()
 
@@ -206,6 +208,7 @@ class OrchestrationEngine:
         report = self.task_orchestrator.recover(policy or self.config.recovery)
         if report.policy != "off":
             self.workflow_manager.recover_runs()
+            self.released_sessions = self._release_lost_sessions()
         if report.tasks:
             self.task_orchestrator.start_execution()
         self.last_recovery = report
@@ -337,6 +340,7 @@ class OrchestrationEngine:
             timeout_seconds=float(timeout) if timeout is not None else None,
             resource_requirements=extras["resource_requirements"],
             metadata=extras["metadata"],
+            owner=self.task_orchestrator.instance_id,
         )
         SESSION.decide(SESSION.initial, "activate", session_id)
         activated = SessionActivated(
@@ -348,6 +352,7 @@ class OrchestrationEngine:
             causation_id=created.event_id,
         )
         self._limit_session(session_id, mode, max_tasks, max_workflows)
+        self.task_orchestrator.lease.ensure()  # the session's owner holds a lease (recovery looks at it)
         self.store.append([created, activated])
         if timeout is not None:
             self._ensure_janitor()
@@ -426,6 +431,31 @@ class OrchestrationEngine:
                     "or use mode='parallel' to run without an allocation.",
                 ],
             )  # fmt: skip
+
+    def _release_lost_sessions(self) -> tuple[str, ...]:
+        """Close the ACTIVE sessions of engines that were lost (lease expired or taken
+        over; not those that closed cleanly, whose sessions a user may go on using)
+        and release what they held: recorded ``session.closed`` and allocation events."""
+        leases = read_leases(self.store)
+        now = self.runtime.clock.now()
+        me = self.task_orchestrator.instance_id
+        with self._view_lock:
+            candidates = [
+                (rec.id, rec.owner)
+                for rec in self.sessions.sessions.values()
+                if rec.status is SessionStatus.ACTIVE and rec.owner and rec.owner != me
+            ]
+        released = []
+        for session_id, owner in candidates:
+            lease = leases.get(owner)
+            if lease is None or not (
+                lease.status is LeaseStatus.TAKEN_OVER or (lease.status is LeaseStatus.ACTIVE and lease.expired(now))
+            ):
+                continue
+            reason = f"its engine {owner} was lost; closed by the recovery of engine {me}"
+            if self._end_session(session_id, "close", functools.partial(_lost_session_closed, session_id, reason)):
+                released.append(session_id)
+        return tuple(released)
 
     def _release_session_resources(self, session_id: str) -> None:
         holder = f"session:{session_id}"
@@ -982,6 +1012,17 @@ class OrchestrationEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _lost_session_closed(session_id: str, reason: str, version: int, now: datetime, rec: Any) -> Event:
+    return SessionClosed(
+        aggregate_id=session_id,
+        version=version,
+        timestamp=now,
+        actor=rec.user_id,
+        correlation_id=session_id,
+        reason=reason,
+    )
 
 
 def _expired(session_id: str, timeout: float, version: int, now: datetime, rec: Any) -> Event:

@@ -37,6 +37,7 @@ class SessionRecord:
     status: SessionStatus = SessionStatus.PENDING
     ended_at: datetime | None = None
     end_reason: str = ""
+    owner: str = ""
 
 
 @dataclass
@@ -88,6 +89,7 @@ def apply(view: SessionView, recorded: Recorded) -> SessionView:
             resource_requirements=event.resource_requirements,
             metadata=event.metadata,
             created_at=event.timestamp,
+            owner=event.owner,
         )
         return view
     rec = view.sessions[event.aggregate_id]

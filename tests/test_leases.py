@@ -102,3 +102,42 @@ def test_recover_rejects_an_unknown_policy(tmp_path: Path) -> None:
         assert orch.recover("off").tasks == ()
     with pytest.raises(ValidationError, match="lease_ttl"):
         TaskOrchestrator(1, store="memory://", lease_ttl=-1)
+
+
+def test_recovery_closes_the_sessions_of_a_lost_engine_and_releases_what_they_held(tmp_path: Path) -> None:
+    from engine.orchestration_engine import OrchestrationEngine
+
+    registry = ActionRegistry()
+    registry.register("t", "inc", lambda i: i + 1)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    lost = OrchestrationEngine(store_url=url, data_dir=str(tmp_path / "a"), registry=registry, lease_ttl=0.4)
+    sid = lost.create_session("ann", mode="resource_aware", resource_requirements={"cpu": {"cores": 1}})
+    kept = lost.create_session("bo", mode="parallel")
+    assert lost.execute_task(Task(module="t", action="inc", parameters={"i": 1}), session_id=sid)["success"]
+    assert len(lost.resource_manager.get_user_allocations(f"session:{sid}")) == 1
+    lost.task_orchestrator.lease.pause()  # the engine's process is gone: no more heartbeats
+    time.sleep(0.5)
+    other = OrchestrationEngine(store_url=url, data_dir=str(tmp_path / "b"), registry=registry)
+    try:
+        assert set(other.released_sessions) == {sid, kept}
+        closed = {r.event.aggregate_id: r.event for r in other.store.read(types=("session.closed",))}
+        assert "was lost" in closed[sid].reason
+        assert other.resource_manager.get_user_allocations(f"session:{sid}") == []
+        assert [r.event.type for r in other.store.read(types=("allocation.released",))] == ["allocation.released"]
+        assert verify(other.store).ok
+    finally:
+        other.close()
+        lost.close()
+
+
+def test_a_cleanly_closed_engine_keeps_its_sessions(tmp_path: Path) -> None:
+    from engine.orchestration_engine import OrchestrationEngine
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    first = OrchestrationEngine(store_url=url, data_dir=str(tmp_path / "a"))
+    sid = first.create_session("ann")
+    first.close()
+    with OrchestrationEngine(store_url=url, data_dir=str(tmp_path / "a")) as again:
+        assert again.released_sessions == ()
+        session = again.get_session(sid)
+        assert session is not None and session.status.value == "active"
