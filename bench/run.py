@@ -1,6 +1,7 @@
 """Benchmark of the orchestration engine against bare baselines, in one run.
 
     python bench/run.py [--quick] [--only W1,W2,W3,W4,WF1000,APPEND,REPLAY,RES,EXEC] [--repeat N] [--json out.json]
+    python bench/run.py --only REPLAY1M [--replay-events N] [--cache-dir DIR]
 
 Every measurement runs in a fresh child process (``python bench/run.py --child SPEC``)
 that reports its own peak RSS (``ru_maxrss``), so each number is that run's own peak.
@@ -32,7 +33,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULT_PREFIX = "BENCH-RESULT "
-SECTIONS = ("W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY", "RES", "EXEC")
+SECTIONS = ("W1", "W2", "W3", "W4", "WF1000", "APPEND", "REPLAY", "RES", "EXEC", "REPLAY1M")
+# REPLAY1M (the replay tools on a 1,000,000-event log: a 666 MB file, ~3 minutes) runs
+# only when named in --only.
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s != "REPLAY1M")
 WORKLOADS = ("W1", "W2", "W3", "W4")
 SIZES: dict[str, dict[str, int]] = {
     "full": {
@@ -48,6 +52,7 @@ SIZES: dict[str, dict[str, int]] = {
         "RES_W1": 2000,
         "EXEC_W1": 2000,  # W1 and W3 on each executor, and plain Dask
         "EXEC_W3": 1000,
+        "REPLAY1M": 1_000_000,
     },
     "quick": {
         "W1": 200,
@@ -62,6 +67,7 @@ SIZES: dict[str, dict[str, int]] = {
         "RES_W1": 200,
         "EXEC_W1": 200,
         "EXEC_W3": 100,
+        "REPLAY1M": 100_000,
     },
 }
 TARGET_W1_TASKS_PER_S = 5000.0
@@ -71,6 +77,9 @@ TARGET_W1_RSS_MB = 60.0
 TARGET_WORKFLOW_VS_ORCH = 1.5  # a workflow of 1,000 independent steps vs the same tasks via add_tasks
 TARGET_RESOURCE_VS_PLAIN = 1.3  # W1 with a shared read resource per task vs plain W1
 TARGET_DASK_VS_PLAIN = 1.5  # W1 through the engine on the Dask executor vs plain dask.distributed
+TARGET_STATE_AT_SECONDS = 10.0  # state_at(end) over the 1,000,000-event log
+TARGET_STATE_AT_RSS_MB = 300.0
+TARGET_EXPORT_EVENTS_PER_S = 200_000.0
 
 
 # =============================================================================
@@ -118,6 +127,10 @@ def child_main(spec_json: str) -> int:
             from bench import res_bench
 
             out = res_bench.run(spec)
+        elif kind == "replay1m":
+            from bench import replay_big
+
+            out = replay_big.run(spec)
         elif kind == "floor":
             import resource
 
@@ -373,6 +386,24 @@ class Bench:
                 for runner in RUNNERS:
                     spec = {"kind": "exec", "workload": workload, "n": n, "runner": runner, "timeout": timeout}
                     self.add("exec", ("EXEC", workload, runner), spec, workload=workload, runner=runner)
+
+    def run_replay1m(self, progress: Any) -> None:
+        from bench import replay_big
+
+        n = self.args.replay_events or self.sizes["REPLAY1M"]
+        cache = Path(self.args.cache_dir) if self.args.cache_dir else replay_big.default_cache_dir()
+        progress(f"replay tools: the {n:,}-event log (generator v{replay_big.GENERATOR_VERSION}) in {cache}")
+        build = self.children.run(
+            ("REPLAY1M", "build"), {"kind": "replay1m", "op": "build", "n": n, "cache_dir": str(cache.resolve())}
+        )
+        self.row("replay1m", ("REPLAY1M", "build"), op="build").runs.append(build)
+        if build.errors:
+            return
+        spec = {"kind": "replay1m", "path": build.out["path"], "meta": build.out["meta"]}
+        for rep in range(self.args.repeat):
+            progress(f"replay tools on {n:,} events, repetition {rep + 1}/{self.args.repeat}")
+            for op in REPLAY1M_OPS:
+                self.add("replay1m", ("REPLAY1M", op), {**spec, "op": op}, op=op)
 
     def run_replay(self, progress: Any) -> None:
         n, batch = self.sizes["REPLAY"], self.sizes["REPLAY_BATCH"]
@@ -761,6 +792,7 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
 
     render_res(bench, console)
     render_exec(bench, console)
+    render_replay1m(bench, console)
 
     if targets:
         console.print(
@@ -798,6 +830,133 @@ def render(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]],
             f"benchmark wall time {wall:.1f} s"
         )
     return console
+
+
+REPLAY1M_OPS = (
+    "scan-untyped",
+    "scan-only",
+    "scan-typed",
+    "state-end",
+    "state-mid",
+    "timeline-run",
+    "timeline-all",
+    "export",
+    "verify",
+)
+REPLAY1M_LABEL = {
+    "scan-untyped": "baseline: sqlite3 scan + msgspec.json.decode per row",
+    "scan-only": "sqlite3 scan, rows not decoded",
+    "scan-typed": "sqlite3 scan + typed decode (event Structs)",
+    "state-end": "state_at(position=end)",
+    "state-mid": "state_at(position=n/2)",
+    "timeline-run": "timeline(run=one run)",
+    "timeline-all": "timeline() of the whole store, iterated",
+    "export": "export_events(store, file)",
+    "verify": "verify(store)",
+}
+
+
+def render_replay1m(bench: Bench, console: Any) -> None:
+    """The REPLAY1M section: a table, then one machine-readable JSON line."""
+    from rich.table import Table
+
+    build = bench.rows.get(("REPLAY1M", "build"))
+    if build is None:
+        return
+    out = build.runs[0].out if build.runs else {}
+    meta = out.get("meta")
+    if not meta:
+        console.print("[bold red]REPLAY1M: the log could not be built[/]")
+        for e in build.errors[:3]:
+            console.print(f"  {e}", markup=False)
+        console.print()
+        return
+    n, end = meta["events"], meta["end"]
+    base = bench.rows.get(("REPLAY1M", "scan-untyped"))
+    base_s = base.seconds if base else None
+    made = f"built in {meta['build_seconds']:.1f} s" if out.get("built") else "cached"
+    console.print(
+        f"[bold]Replay tools on a {n:,}-event SQLite log[/] (generator v{meta['generator_version']}: "
+        f"{end['runs']:,} workflow runs of 10 steps, {end['tasks']:,} tasks, {end['sessions']:,} sessions; "
+        f"{meta['bytes'] / 1e6:,.0f} MB; {made}) — each measurement in a fresh process, median of "
+        f"{bench.args.repeat}; 'vs base' = time / baseline time (higher is slower); RSS is the process's peak"
+    )
+    t = Table()
+    for col, just in [
+        ("Measurement", "left"),
+        ("Events read", "right"),
+        ("Seconds", "right"),
+        ("min-max s", "right"),
+        ("Events/s", "right"),
+        ("vs base", "right"),
+        ("Peak RSS MB", "right"),
+        ("Valid", "center"),
+        ("Notes", "left"),
+    ]:
+        t.add_column(col, justify=just, no_wrap=col != "Notes")  # type: ignore[arg-type]
+    rows = []
+    for op in REPLAY1M_OPS:
+        r = bench.rows.get(("REPLAY1M", op))
+        if r is None:
+            continue
+        secs = r.seconds
+        events = r.runs[0].out.get("events") if r.runs else None
+        rate = events / secs if events and secs else None
+        ratio = secs / base_s if secs and base_s else None
+        notes = []
+        if op.startswith("state"):
+            notes.append(f"{_fmt(r.extra('tasks'), ',')} tasks, {_fmt(r.extra('runs'), ',')} runs folded")
+        elif op == "timeline-run":
+            notes.append(f"{_fmt(r.extra('entries'), ',')} entries")
+        elif op == "timeline-all":
+            notes.append(f"{_fmt(r.extra('caused_links'), ',')} caused links")
+        elif op == "export":
+            size = r.extra("bytes")
+            notes.append(f"{size / 1e6:,.0f} MB written" if size else "")
+        if op != "scan-untyped" and r.median("open_seconds") is not None:
+            notes.append(f"open {r.median('open_seconds') * 1000:.1f} ms (untimed)")
+        t.add_row(
+            REPLAY1M_LABEL[op],
+            _fmt(events, ","),
+            _fmt(secs, ".3f"),
+            _span(r.values("seconds"), ".3f"),
+            _fmt(rate, ",.0f"),
+            "1.00" if op == "scan-untyped" and secs else _fmt(ratio, ".2f", "x"),
+            _fmt(_mb(r.rss_kib), ".1f"),
+            _ok(r),
+            "; ".join(n for n in notes if n),
+        )
+        rows.append(
+            {
+                "op": op,
+                "events": events,
+                "seconds_median": secs,
+                "seconds_all": r.values("seconds"),
+                "events_per_s": rate,
+                "vs_baseline": ratio,
+                "peak_rss_mb": _mb(r.rss_kib),
+                "ok": r.ok,
+            }
+        )
+    console.print(t)
+    console.print(
+        "  checked: state_at against the generator's own count of tasks, runs and sessions by status (end and "
+        "midpoint); the run's timeline holds its events in order; export wrote one line per event; verify found "
+        "no violation; every scan read every row"
+    )
+    console.print()
+    line = {
+        "section": "REPLAY1M",
+        "events": n,
+        "generator_version": meta["generator_version"],
+        "log_bytes": meta["bytes"],
+        "build_seconds": meta["build_seconds"] if out.get("built") else None,
+        "repetitions": bench.args.repeat,
+        "baseline": "scan-untyped",
+        "rows": rows,
+    }
+    print("REPLAY1M-JSON " + json.dumps(line), flush=True)
+    console.print()
 
 
 RES_ALLOC_LABEL = {
@@ -1130,6 +1289,21 @@ def evaluate_targets(bench: Bench) -> list[dict[str, Any]]:
                 f"{ratio:.2f}x ({engine.seconds:.3f} s / {plain.seconds:.3f} s)",
                 ratio <= TARGET_DASK_VS_PLAIN if workload == "W1" else None,
             )
+    r = rows.get(("REPLAY1M", "state-end"))
+    if r and r.seconds:
+        n = r.runs[0].out["events"]
+        add(f"state_at(end) over {n:,} events, time", f"< {TARGET_STATE_AT_SECONDS:g} s", f"{r.seconds:.2f} s",
+            r.seconds < TARGET_STATE_AT_SECONDS)  # fmt: skip
+        mb = _mb(r.rss_kib)
+        if mb is not None:
+            add(f"state_at(end) over {n:,} events, peak RSS", f"< {TARGET_STATE_AT_RSS_MB:g} MB",
+                f"{mb:.0f} MB (max of runs)", mb < TARGET_STATE_AT_RSS_MB)  # fmt: skip
+    r = rows.get(("REPLAY1M", "export"))
+    if r and r.seconds:
+        n = r.runs[0].out["events"]
+        eps = n / r.seconds
+        add(f"export of {n:,} events", f">= {TARGET_EXPORT_EVENTS_PER_S:,.0f} events/s", f"{eps:,.0f} events/s",
+            eps >= TARGET_EXPORT_EVENTS_PER_S)  # fmt: skip
     r = rows.get(("REPLAY",))
     if r and r.seconds:
         eps = r.runs[0].out["events"] / r.seconds
@@ -1184,10 +1358,20 @@ def to_json(bench: Bench, machine: dict[str, Any], targets: list[dict[str, Any]]
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="sizes /10, one repetition (smoke run)")
-    p.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but REPLAY1M)",
+    )
     p.add_argument("--repeat", type=int, default=None, help="repetitions per measurement (default 3, quick 1)")
     p.add_argument("--json", metavar="OUT", help="also write every result to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (databases) afterwards")
+    p.add_argument(
+        "--replay-events", type=int, default=None, metavar="N", help="REPLAY1M: the log's size (default 1,000,000)"
+    )
+    p.add_argument(
+        "--cache-dir", default=None, metavar="DIR", help="REPLAY1M: where the generated log is cached (default: <tmp>)"
+    )
     p.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeat is None:
@@ -1198,7 +1382,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = [s for s in only if s not in SECTIONS]
     if unknown:
         p.error(f"unknown --only name(s) {unknown}; choose from {','.join(SECTIONS)}")
-    args.sections = only or list(SECTIONS)
+    if args.replay_events is not None and args.replay_events < 10:
+        p.error("--replay-events must be >= 10")
+    args.sections = only or list(DEFAULT_SECTIONS)
     return args
 
 
@@ -1228,6 +1414,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.run_res(progress)
         if "EXEC" in args.sections:
             bench.run_exec(progress)
+        if "REPLAY1M" in args.sections:
+            bench.run_replay1m(progress)
         wall = time.perf_counter() - started
         machine["load_at_end"] = load_average()
         targets = evaluate_targets(bench)

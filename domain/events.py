@@ -26,12 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import msgspec
 
 __all__ = [
     "EVENT_TYPES",
+    "UPCASTERS",
     "Event",
     "EventMeta",
     "Recorded",
@@ -115,6 +117,9 @@ class Recorded(msgspec.Struct, frozen=True):
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 _UPCASTERS: dict[str, dict[int, Upcaster]] = {}
+_NO_UPCASTERS: Mapping[int, Upcaster] = MappingProxyType({})
+UPCASTERS: Mapping[str, Mapping[int, Upcaster]] = MappingProxyType(_UPCASTERS)
+"""Every registered upcaster: type name -> schema -> function (read-only, live)."""
 
 
 def register_upcaster(type_name: str, from_schema: int, fn: Upcaster) -> None:
@@ -124,7 +129,7 @@ def register_upcaster(type_name: str, from_schema: int, fn: Upcaster) -> None:
 
 
 def upcasters_for(type_name: str) -> Mapping[int, Upcaster]:
-    return _UPCASTERS.get(type_name, {})
+    return _UPCASTERS.get(type_name, _NO_UPCASTERS)
 
 
 def event_schema(types: Iterable[type[Event]] | None = None) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import msgspec.inspect
 
 from domain.errors import StoreError, ValidationError
-from domain.events import EVENT_TYPES, Event, upcasters_for
+from domain.events import EVENT_TYPES, UPCASTERS, Event, upcasters_for
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "EventCodec", "json_problem"]
 
@@ -45,14 +46,77 @@ def json_problem(value: object, path: str = "$") -> str | None:
     return None
 
 
+_NATIVE_LEAVES = (
+    msgspec.inspect.AnyType,
+    msgspec.inspect.StrType,
+    msgspec.inspect.IntType,
+    msgspec.inspect.FloatType,
+    msgspec.inspect.BoolType,
+    msgspec.inspect.NoneType,
+)
+
+
+def _is_json_native(t: msgspec.inspect.Type) -> bool:
+    """Whether every value of type ``t`` decoded from JSON is a plain JSON value:
+    ``Any``, strings, numbers, booleans, ``None``, lists of them and string-keyed dicts."""
+    if isinstance(t, _NATIVE_LEAVES):
+        return True
+    if isinstance(t, msgspec.inspect.ListType):
+        return _is_json_native(t.item_type)
+    if isinstance(t, msgspec.inspect.DictType):
+        return isinstance(t.key_type, msgspec.inspect.StrType) and _is_json_native(t.value_type)
+    if isinstance(t, msgspec.inspect.UnionType):
+        return all(_is_json_native(member) for member in t.types)
+    return False
+
+
+class _StoredSchema(msgspec.Struct):
+    """The ``schema`` member of a stored event (1 when absent, as the upcast path reads
+    it); every other member is skipped."""
+
+    schema: int = 1
+
+
 class EventCodec:
     def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self.max_event_bytes = max_event_bytes
         self._encoder = msgspec.json.Encoder()
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {}
         self._raw = msgspec.json.Decoder()
+        self._schema = msgspec.json.Decoder(_StoredSchema)
+        self._json_native: dict[type[Event], bool] = {}
 
     def encode(self, event: Event) -> bytes:
+        return self._encode(event, check_user_data=True)
+
+    def encode_decoded(self, event: Event) -> bytes:
+        """What :meth:`encode` gives for an event :meth:`decode` returned (an export
+        re-encodes every event it reads), without walking its user data when that
+        cannot matter: msgspec's JSON decoder yields no NaN, infinity or bytes, and only
+        string keys, so when every user-data field of the type is JSON-native (``Any``,
+        ``dict[str, ...]``, lists, strings, numbers, booleans, ``None``) the walk would
+        find nothing. Events of a type with upcasters may have been built by them
+        (Python code): their user data is walked all the same.
+        Raises as :meth:`encode` does."""
+        cls = type(event)
+        native = self._json_native.get(cls)
+        if native is None:
+            info = msgspec.inspect.type_info(cls)
+            native = self._json_native[cls] = isinstance(info, msgspec.inspect.StructType) and all(
+                _is_json_native(field.type) for field in info.fields if field.name in cls.USER_DATA_FIELDS
+            )
+        if native and (not cls.USER_DATA_FIELDS or cls.TYPE not in UPCASTERS):
+            try:
+                data = self._encoder.encode(event)
+            except (TypeError, ValueError, OverflowError):
+                pass  # _encode reports it, below
+            else:
+                if len(data) <= self.max_event_bytes:
+                    return data
+            return self._encode(event, check_user_data=False)
+        return self._encode(event, check_user_data=True)
+
+    def _encode(self, event: Event, *, check_user_data: bool) -> bytes:
         try:
             data = self._encoder.encode(event)
         except (TypeError, ValueError, OverflowError) as e:
@@ -61,8 +125,8 @@ class EventCodec:
                 code="NOT_SERIALIZABLE",
                 suggestions=["Use JSON-compatible values (dict, list, str, int, float, bool, None)."],
             ) from e
-        for name in event.USER_DATA_FIELDS:  # msgspec accepted it, but would it change it?
-            problem = json_problem(getattr(event, name), f"{event.type}.{name}")
+        for name in event.USER_DATA_FIELDS if check_user_data else ():
+            problem = json_problem(getattr(event, name), f"{event.type}.{name}")  # msgspec took it: unchanged?
             if problem is not None:
                 raise ValidationError(
                     f"{event.type} for {event.aggregate_id!r} cannot be encoded faithfully: {problem}",
@@ -80,12 +144,23 @@ class EventCodec:
         return data
 
     def decode(self, topic: str, state: bytes) -> Event:
-        if upcasters_for(topic):  # checked every time: upcasters may be registered late
-            return self._decode_upcast(topic, self._event_type(topic), state)
         decoder = self._decoders.get(topic)
         if decoder is None:
             decoder = msgspec.json.Decoder(self._event_type(topic))
             self._decoders[topic] = decoder
+        steps = UPCASTERS.get(topic)  # checked every time: upcasters may be registered late
+        if steps:
+            # A row stored at a schema no upcaster starts from needs no upcasting: it
+            # decodes straight into its Struct, as the upcast path would convert it. The
+            # upcast path handles the others, and any row the fast way rejects (so its
+            # errors are the upcast path's).
+            try:
+                if self._schema.decode(state).schema not in steps:
+                    fast: Event = decoder.decode(state)
+                    return fast
+            except msgspec.DecodeError:
+                pass
+            return self._decode_upcast(topic, self._event_type(topic), state)
         try:
             event: Event = decoder.decode(state)
         except msgspec.DecodeError as e:  # malformed JSON, or valid JSON of the wrong shape

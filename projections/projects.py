@@ -27,7 +27,10 @@ from domain.project import (
     ProjectWorkflowLinked,
 )
 
-__all__ = ["LinkedRun", "Milestone", "ProjectRecord", "ProjectView", "apply", "fold"]
+__all__ = ["KINDS", "LinkedRun", "Milestone", "ProjectRecord", "ProjectView", "apply", "fold"]
+
+KINDS: frozenset[str] = frozenset({"project"})
+"""The event kinds this view folds; :func:`apply` ignores every other event."""
 
 _FINAL = (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED)
 
@@ -111,7 +114,7 @@ class ProjectView:
 
 def apply(view: ProjectView, recorded: Recorded) -> ProjectView:
     event = recorded.event
-    if event.KIND != "project":
+    if event.KIND not in KINDS:
         return view
     view.position = recorded.position
     if isinstance(event, ProjectCreated):

@@ -43,7 +43,10 @@ from domain.resource import (
     utilization,
 )
 
-__all__ = ["AllocationRecord", "RejectionRecord", "ResourceRecord", "ResourceView", "apply", "fold"]
+__all__ = ["KINDS", "AllocationRecord", "RejectionRecord", "ResourceRecord", "ResourceView", "apply", "fold"]
+
+KINDS: frozenset[str] = frozenset({"resource", "allocation"})
+"""The event kinds this view folds; :func:`apply` ignores every other event."""
 
 
 @dataclass(slots=True)
@@ -220,7 +223,7 @@ def _rejected(view: ResourceView, e: AllocationRejected) -> None:
 
 def apply(view: ResourceView, recorded: Recorded) -> ResourceView:
     e = recorded.event
-    if e.KIND not in ("resource", "allocation"):
+    if e.KIND not in KINDS:
         return view
     view.position = recorded.position
     if isinstance(e, ResourceAdded):

@@ -20,7 +20,10 @@ from domain.session import (
     SessionExpired,
 )
 
-__all__ = ["SessionRecord", "SessionView", "apply", "fold"]
+__all__ = ["KINDS", "SessionRecord", "SessionView", "apply", "fold"]
+
+KINDS: frozenset[str] = frozenset({"session", "handler"})
+"""The event kinds this view folds; :func:`apply` ignores every other event."""
 
 
 @dataclass(slots=True)
@@ -64,7 +67,7 @@ def _end(rec: SessionRecord, status: SessionStatus, at: datetime, reason: str) -
 
 def apply(view: SessionView, recorded: Recorded) -> SessionView:
     event = recorded.event
-    if event.KIND not in ("session", "handler"):
+    if event.KIND not in KINDS:
         return view  # position is that of the last session/handler event, as live
     view.position = recorded.position
     if isinstance(event, HandlerFailed):

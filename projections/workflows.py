@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 import msgspec
@@ -27,7 +28,10 @@ from domain.workflow import (
     WorkflowRunStarted,
 )
 
-__all__ = ["DefinitionRecord", "RunRecord", "WorkflowView", "apply", "fold"]
+__all__ = ["KINDS", "DefinitionRecord", "RunRecord", "WorkflowView", "apply", "fold"]
+
+KINDS: frozenset[str] = frozenset({"workflow", "workflow_run"})
+"""The event kinds this view folds; :func:`apply` ignores every other event."""
 
 
 @dataclass(slots=True)
@@ -86,7 +90,7 @@ def _end(rec: RunRecord, status: WorkflowStatus, at: datetime, duration: float) 
 
 def apply(view: WorkflowView, recorded: Recorded) -> WorkflowView:
     event = recorded.event
-    if event.KIND not in ("workflow", "workflow_run"):
+    if event.KIND not in KINDS:
         return view
     view.position = recorded.position
     if event.KIND == "workflow":
@@ -105,13 +109,13 @@ def apply(view: WorkflowView, recorded: Recorded) -> WorkflowView:
         return view
     if isinstance(event, WorkflowRunCreated):
         view.runs[event.aggregate_id] = RunRecord(
-            id=event.aggregate_id,
-            workflow=event.workflow,
+            id=intern(event.aggregate_id),  # the correlation id of its steps' task records
+            workflow=intern(event.workflow),
             definition_version=event.definition_version,
             parameters=event.parameters,
             step_tasks=event.step_tasks,
-            session_id=event.session_id,
-            actor=event.actor,
+            session_id=intern(event.session_id),
+            actor=intern(event.actor),
             created_at=event.timestamp,
             restart_of=event.restart_of,
             forked_from=event.forked_from,

@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import msgspec
 
@@ -60,7 +60,7 @@ from domain.errors import ConcurrencyConflictError, OrchestrationError, Validati
 from domain.events import EVENT_TYPES, Event, Recorded, event_schema
 from domain.workflow import WorkflowDefined, WorkflowRunCreated
 from engine.store import EventStore
-from replay_tools.history import opened_store
+from replay_tools.history import gc_paused, opened_store
 
 __all__ = [
     "FORMAT",
@@ -129,39 +129,66 @@ def export_events(store_or_url: StoreLike, out: IO[str] | PathLike, *, run_id: s
     """Write the whole store (or, with ``run_id``, one workflow run and everything it
     references) to ``out`` (a text stream or a path) as ``codomyrmex-events`` JSON
     Lines. Raises :class:`ValidationError` (``RUN_NOT_FOUND``) for an unknown run."""
-    with opened_store(store_or_url) as store:
+    with opened_store(store_or_url) as store, gc_paused():
         events: Iterable[Recorded] = store.read() if run_id is None else _run_events(store, run_id)
         if _is_path(out):
             assert isinstance(out, str | os.PathLike)
-            with Path(out).open("w", encoding="utf-8", newline="\n") as stream:
-                return _write(store, events, stream)
+            with Path(out).open("wb") as stream:  # UTF-8, "\n" line ends
+                return _write(store, events, stream, binary=True)
         assert not isinstance(out, str | os.PathLike)
-        return _write(store, events, out)
+        return _write(store, events, out, binary=False)
 
 
-def _write(store: EventStore, events: Iterable[Recorded], out: IO[str]) -> ExportSummary:
-    encoder = msgspec.json.Encoder()
-    encode = store.codec.encode
-    types: Counter[str] = Counter()
+def _write(store: EventStore, events: Iterable[Recorded], out: IO[str] | IO[bytes], *, binary: bool) -> ExportSummary:
+    """Write one line per event to a text or binary stream, a chunk of lines at a time.
+    A line is the msgspec JSON of a :class:`_Line`, put together from its parts (the
+    bytes msgspec gives: members in field order, no spaces; the tests check it)."""
+    encode = store.codec.encode_decoded
+    counts: dict[type[Event], int] = {}
+    type_json: dict[type[Event], tuple[bytes, str]] = {}  # event class -> (JSON of its type, "<kind>:")
+    chunk: list[bytes] = []
     first = last = 0
-    for recorded in events:
-        event = recorded.event
-        line = _Line(
-            format=FORMAT,
-            format_version=FORMAT_VERSION,
-            position=recorded.position,
-            type=event.type,
-            schema=event.schema,
-            stream_id=event.stream_id,
-            event=msgspec.Raw(encode(event)),
-        )
-        out.write(encoder.encode(line).decode("utf-8"))
-        out.write("\n")
-        types[event.type] += 1
-        first = first or recorded.position
-        last = recorded.position
+
+    def write() -> None:
+        lines = b"".join(chunk)
+        chunk.clear()
+        if binary:
+            cast("IO[bytes]", out).write(lines)
+        else:
+            cast("IO[str]", out).write(lines.decode("utf-8"))
+
+    try:
+        for recorded in events:
+            event = recorded.event
+            cls = type(event)
+            known = type_json.get(cls)
+            if known is None:
+                known = type_json[cls] = (_json(event.type), f"{event.KIND}:")
+                counts[cls] = 0
+            data = encode(event)  # first: the event's own encoding errors come first
+            position = recorded.position
+            # event.stream_id is "<kind>:<aggregate id>"
+            chunk.append(_LINE % (position, known[0], event.schema, _json(known[1] + event.aggregate_id), data))
+            counts[cls] += 1
+            first = first or position
+            last = position
+            if len(chunk) >= _WRITE_LINES:
+                write()
+    finally:
+        if chunk:  # the lines before a failure are written, as one by one
+            write()
     out.flush()
-    return ExportSummary(events=sum(types.values()), first_position=first, last_position=last, types=dict(types))
+    types = {cls.TYPE: n for cls, n in counts.items()}
+    return ExportSummary(events=sum(types.values()), first_position=first, last_position=last, types=types)
+
+
+_json = msgspec.json.Encoder().encode
+# One line: position, type, schema, stream id, event (the JSON of each, in that order).
+_LINE = (
+    b'{"format":' + _json(FORMAT).replace(b"%", b"%%") + b',"format_version":' + _json(FORMAT_VERSION)
+    + b',"position":%d,"type":%s,"schema":%d,"stream_id":%s,"event":%s}\n'
+)  # fmt: skip
+_WRITE_LINES = 200
 
 
 def _run_events(store: EventStore, run_id: str) -> Iterator[Recorded]:

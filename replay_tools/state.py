@@ -8,7 +8,7 @@ only, never an action, so rebuilding a state is safe whatever the actions did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from projections.resources import ResourceView
 from projections.sessions import SessionView
 from projections.tasks import TaskView
 from projections.workflows import WorkflowView
-from replay_tools.history import History, opened_store
+from replay_tools.history import History, gc_paused, opened_store
 
 __all__ = ["State", "state_at", "view_differences", "views_equal"]
 
@@ -104,14 +104,25 @@ def _until(events: Iterable[Recorded], at: datetime) -> Iterable[Recorded]:
 def _fold(events: Iterable[Recorded]) -> State:
     tasks, workflows, sessions = TaskView(), WorkflowView(), SessionView()
     projects, resources = ProjectView(), ResourceView()
+    # Each event goes to the views that fold its kind (every other view would ignore it).
+    folds: list[tuple[frozenset[str], Callable[[Any, Recorded], Any], Any]] = [
+        (task_views.KINDS, task_views.apply, tasks),
+        (workflow_views.KINDS, workflow_views.apply, workflows),
+        (session_views.KINDS, session_views.apply, sessions),
+        (project_views.KINDS, project_views.apply, projects),
+        (resource_views.KINDS, resource_views.apply, resources),
+    ]
+    by_kind: dict[str, list[tuple[Callable[[Any, Recorded], Any], Any]]] = {}
+    for kinds, apply, view in folds:
+        for kind in kinds:
+            by_kind.setdefault(kind, []).append((apply, view))
+    none: list[tuple[Callable[[Any, Recorded], Any], Any]] = []
     last: Recorded | None = None
-    for recorded in events:
-        task_views.apply(tasks, recorded)
-        workflow_views.apply(workflows, recorded)
-        session_views.apply(sessions, recorded)
-        project_views.apply(projects, recorded)
-        resource_views.apply(resources, recorded)
-        last = recorded
+    with gc_paused():
+        for recorded in events:
+            for apply, view in by_kind.get(recorded.event.KIND, none):
+                apply(view, recorded)
+            last = recorded
     summary = {s.value: 0 for s in WorkflowStatus}
     for run in workflows.runs.values():
         summary[run.status.value] += 1

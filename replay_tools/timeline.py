@@ -24,9 +24,10 @@ are computed among the entries that remain.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 import msgspec
@@ -38,7 +39,7 @@ from domain.project import ProjectWorkflowLinked
 from domain.task import TaskCreated
 from domain.workflow import WorkflowRunCreated
 from engine.store import EventStore
-from replay_tools.history import History, opened_store
+from replay_tools.history import History, gc_paused, opened_store
 
 __all__ = ["Timeline", "TimelineEntry", "timeline"]
 
@@ -130,50 +131,61 @@ def timeline(
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.utcoffset() is None:
             raise ValidationError(f"{name} must be a timezone-aware datetime, got naive {value.isoformat()}")
-    with opened_store(history_or_url) as store:
-        recorded = list(store.read())
-    selected = _select(recorded, run=run, task=task, session=session, project=project)
     wanted = frozenset(types)
-    kept = [
-        r
-        for r in selected
-        if (not wanted or r.event.type in wanted)
-        and (actor is None or r.event.actor == actor)
-        and (correlation_id is None or r.event.correlation_id == correlation_id)
-        and (since is None or r.event.timestamp >= since)
-        and (until is None or r.event.timestamp <= until)
-    ]
-    caused: dict[str, list[str]] = {}
-    for r in kept:
-        if r.event.causation_id:
-            caused.setdefault(r.event.causation_id, []).append(r.event.event_id)
-    return Timeline(tuple(_entry(r, tuple(caused.get(r.event.event_id, ()))) for r in kept))
+    with opened_store(history_or_url) as store, gc_paused():
+        selected = _select(store, run=run, task=task, session=session, project=project, types=wanted)
+        entries: list[TimelineEntry] = []
+        caused: dict[str, list[str]] = {}
+        for r in selected:
+            e = r.event
+            if (
+                (actor is None or e.actor == actor)
+                and (correlation_id is None or e.correlation_id == correlation_id)
+                and (since is None or e.timestamp >= since)
+                and (until is None or e.timestamp <= until)
+            ):
+                entry = _entry(r)
+                entries.append(entry)
+                if e.causation_id:
+                    caused.setdefault(e.causation_id, []).append(entry.event_id)
+    # Links among the kept entries; an entry is complete before anyone sees it.
+    for entry in entries:
+        links = caused.get(entry.event_id)
+        if links:
+            object.__setattr__(entry, "caused", tuple(links))
+    return Timeline(tuple(entries))
 
 
 def _select(
-    recorded: list[Recorded],
+    store: EventStore,
     *,
     run: str | None,
     task: str | None,
     session: str | None,
     project: str | None,
-) -> list[Recorded]:
+    types: frozenset[str],
+) -> Iterator[Recorded]:
+    """The selected events of type ``types`` (any when empty), in log order, streamed
+    (one pass; a session or project needs a first pass over the events that name its
+    runs and tasks)."""
     if run is None and task is None and session is None and project is None:
-        return recorded
+        yield from store.read(types=sorted(types))
+        return
+    end = store.max_position()  # both passes read the same log
     streams: set[str] = set()  # "<kind>:<id>"
     correlations: set[str] = set()
     if task is not None:
-        _require(recorded, "task", task)
+        _require(store, "task", task)
         streams.add(f"task:{task}")
     if run is not None:
-        _require(recorded, "workflow_run", run)
+        _require(store, "workflow_run", run)
         streams.add(f"workflow_run:{run}")
         correlations.add(run)
     if session is not None:
-        _require(recorded, "session", session)
+        _require(store, "session", session)
         streams.add(f"session:{session}")
         correlations.add(session)
-        for r in recorded:
+        for r in store.read(types=(TaskCreated.TYPE, WorkflowRunCreated.TYPE), stop=end):
             e = r.event
             if isinstance(e, TaskCreated) and e.group == session:
                 streams.add(e.stream_id)
@@ -181,22 +193,29 @@ def _select(
                 streams.add(e.stream_id)
                 correlations.add(e.aggregate_id)
     if project is not None:
-        _require(recorded, "project", project)
+        _require(store, "project", project)
         streams.add(f"project:{project}")
-        for r in recorded:
+        for r in store.read(types=(ProjectWorkflowLinked.TYPE,), stop=end):
             e = r.event
             if isinstance(e, ProjectWorkflowLinked) and e.aggregate_id == project:
                 streams.add(f"workflow_run:{e.run_id}")
                 correlations.add(e.run_id)
-    return [r for r in recorded if r.event.stream_id in streams or r.event.correlation_id in correlations]
+    ids: dict[str, set[str]] = {}  # kind -> aggregate ids: streams without building each event's stream id
+    for stream in streams:
+        kind, _, aggregate_id = stream.partition(":")
+        ids.setdefault(kind, set()).add(aggregate_id)
+    none: set[str] = set()
+    for r in store.read(types=sorted(types), stop=end):
+        e = r.event
+        if e.correlation_id in correlations or e.aggregate_id in ids.get(e.KIND, none):
+            yield r
 
 
 _NOUNS = {"task": "task", "workflow_run": "workflow run", "session": "session", "project": "project"}
 
 
-def _require(recorded: Iterable[Recorded], kind: str, aggregate_id: str) -> None:
-    stream = f"{kind}:{aggregate_id}"
-    if not any(r.event.stream_id == stream for r in recorded):
+def _require(store: EventStore, kind: str, aggregate_id: str) -> None:
+    if not store.read_stream(f"{kind}:{aggregate_id}"):
         raise NotFoundError(
             f"no {_NOUNS[kind]} {aggregate_id!r} in this store",
             details={"kind": kind, "id": aggregate_id},
@@ -204,38 +223,63 @@ def _require(recorded: Iterable[Recorded], kind: str, aggregate_id: str) -> None
         )
 
 
-def _entry(r: Recorded, caused: tuple[str, ...]) -> TimelineEntry:
+def _entry(r: Recorded) -> TimelineEntry:
+    """The entry of ``r``, without its ``caused`` links (set once all are known).
+    Strings that repeat across entries (ids of aggregates, actors, correlations) are
+    interned: a timeline of the whole store holds one copy of each."""
     e = r.event
     return TimelineEntry(
         position=r.position,
         event_id=e.event_id,
         type=e.type,
         kind=e.KIND,
-        aggregate_id=e.aggregate_id,
+        aggregate_id=intern(e.aggregate_id),
         version=e.version,
         timestamp=e.timestamp,
-        actor=e.actor,
-        correlation_id=e.correlation_id,
+        actor=intern(e.actor),
+        correlation_id=intern(e.correlation_id),
         causation_id=e.causation_id,
-        caused=caused,
+        caused=(),
         summary=_summarize(e),
     )
 
 
+_OWN_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
 def _summarize(event: Event) -> str:
     """One short line of ``event``'s own fields: ``name=value`` pairs, long values cut;
-    empty ones (``""``, ``[]``, ``{}``, ``null``) left out."""
+    empty ones (``""``, ``[]``, ``{}``, ``null``) left out. Fields past the cut are not
+    looked at."""
+    cls = type(event)
+    names = _OWN_FIELDS.get(cls)
+    if names is None:
+        names = _OWN_FIELDS[cls] = tuple(n for n in cls.__struct_fields__ if n not in _ENVELOPE)
     parts = []
-    for name in event.__struct_fields__:
+    length = -1  # of " ".join(parts)
+    for name in names:
         value = getattr(event, name)
-        if name in _ENVELOPE or value is None or (isinstance(value, str | list | dict) and not value):
+        if value is None or (isinstance(value, str | list | dict) and not value):
             continue
-        parts.append(f"{name}={_short(msgspec.to_builtins(value))}")
+        if type(value) is not str:  # a plain str is its own builtin form
+            value = msgspec.to_builtins(value)
+        part = f"{name}={_short(value)}"
+        parts.append(part)
+        length += len(part) + 1
+        if length > _SUMMARY_CHARS:
+            break  # cut anyway: the rest cannot change the first _SUMMARY_CHARS - 1 characters
     line = " ".join(parts)
     return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    if isinstance(value, str):
+        text = value
+    elif value is None:
+        text = "null"
+    elif type(value) is int:  # msgspec writes ints as str() does
+        text = str(value)
+    else:
+        text = msgspec.json.encode(value).decode()
     text = " ".join(text.split())
     return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 1] + "…"

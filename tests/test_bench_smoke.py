@@ -77,3 +77,56 @@ def test_recovery_benchmark_runs_and_meets_its_own_checks() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["runs_adopted"] == 40 and result["tasks_adopted"] == 120
     assert result["met"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bench_replay1m_small_runs_and_validates(tmp_path: Path) -> None:
+    """The REPLAY1M section on a small log (20,000 events, generated into a cache of its
+    own): every replay tool and the raw baselines run in fresh processes and validate;
+    the table, the JSON line and the targets come out. A second run reuses the cache."""
+    out_json = tmp_path / "bench.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench" / "run.py"),
+        "--only",
+        "REPLAY1M",
+        "--quick",
+        "--replay-events",
+        "20000",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(out_json),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-5000:]
+    assert "Replay tools on a 20,000-event SQLite log" in proc.stdout
+    assert "All validations passed" in proc.stdout
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPLAY1M-JSON ")]
+    assert len(lines) == 1, output[-3000:]
+    table = json.loads(lines[0].removeprefix("REPLAY1M-JSON "))
+    ops = {row["op"]: row for row in table["rows"]}
+    assert set(ops) == {
+        "scan-untyped",
+        "scan-only",
+        "scan-typed",
+        "state-end",
+        "state-mid",
+        "timeline-run",
+        "timeline-all",
+        "export",
+        "verify",
+    }
+    assert all(row["ok"] and row["seconds_median"] > 0 and row["peak_rss_mb"] > 0 for row in ops.values())
+    assert ops["scan-untyped"]["vs_baseline"] == 1.0
+    assert table["events"] == 20_000 and table["build_seconds"] is not None
+    report = json.loads(out_json.read_text())
+    assert report["ok"] is True
+    names = [t["name"] for t in report["targets"]]
+    assert sum(name.startswith("state_at(end) over 20,000 events") for name in names) == 2
+    assert sum(name.startswith("export of 20,000 events") for name in names) == 1
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    assert "; cached)" in again.stdout

@@ -18,8 +18,10 @@ dependencies and cancellations). On each history:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import io
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -257,7 +259,12 @@ def test_the_checks_catch_a_broken_replay_tool(broken: str, monkeypatch: pytest.
             with pytest.raises(AssertionError):
                 check_time(store, log, log[-1].event.timestamp)
         else:
-            real = timeline_module._entry
-            monkeypatch.setattr(timeline_module, "_entry", lambda r, caused: real(r, caused[1:]))
+            real = timeline_module.timeline
+
+            def loses_links(*args: Any, **kwargs: Any) -> Any:
+                whole = real(*args, **kwargs)
+                return type(whole)(tuple(dataclasses.replace(e, caused=e.caused[1:]) for e in whole.entries))
+
+            monkeypatch.setattr(sys.modules[__name__], "timeline", loses_links)
             with pytest.raises(AssertionError, match="caused of"):
                 check_timeline(store, log)
