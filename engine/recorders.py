@@ -150,17 +150,23 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
         sql += " ORDER BY rowid LIMIT ?"
         params.append(limit)
         with self.datastore.transaction(commit=False) as c:
-            c.execute(sql, params)
-            return [(row[0], row[1], row[2]) for row in c.fetchall()]
+            raw = c.sqlite_cursor
+            raw.row_factory = None  # plain tuples: no sqlite3.Row per row (the connection's default)
+            raw.execute(sql, params)
+            rows: list[tuple[int, str, bytes]] = raw.fetchall()
+            return rows
 
     def raw_rows(self, start: int, limit: int) -> list[RawRow]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
+            raw = c.sqlite_cursor
+            raw.row_factory = None
+            raw.execute(
                 f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name} "
                 "WHERE rowid>=? ORDER BY rowid LIMIT ?",
                 (start, limit),
             )
-            return [(r[0], r[1], r[2], r[3], r[4]) for r in c.fetchall()]
+            rows: list[RawRow] = raw.fetchall()
+            return rows
 
     def chain_head(self) -> ChainHead | None:
         with self.datastore.transaction(commit=False) as c:
