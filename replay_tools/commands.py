@@ -222,6 +222,7 @@ def _cmd_diff(args: argparse.Namespace, console: Console) -> int:
                 "steps_removed": result.steps_removed,
                 "outcome_changes": result.outcome_changes,
                 "timing_changes": result.timing_changes,
+                "lineage": result.lineage,
                 "text": result.text(),
             },
         )

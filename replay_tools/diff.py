@@ -125,6 +125,9 @@ class RunDiff:
     results_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     run_statuses: tuple[str, str] = ("", "")
     timing_threshold: float = 0.5
+    lineage: tuple[str, str] = ("", "")
+    """How each run came about when it resumes or forks another (``""`` otherwise),
+    e.g. ``"forked from R at step s, reusing a, b"``."""
 
     @property
     def same_definition(self) -> bool:
@@ -148,7 +151,11 @@ class RunDiff:
         """A readable multi-line report."""
         (wa, va), (wb, vb) = self.definition_versions
         lines = [f"run A {self.run_a} ({wa} v{va}, {self.run_statuses[0]})"]
+        if self.lineage[0]:
+            lines.append(f"  {self.lineage[0]}")
         lines.append(f"run B {self.run_b} ({wb} v{vb}, {self.run_statuses[1]})")
+        if self.lineage[1]:
+            lines.append(f"  {self.lineage[1]}")
         if self.is_empty:
             lines.append("no differences")
             return "\n".join(lines)
@@ -226,7 +233,17 @@ def diff_runs(
         results_changed=results,
         run_statuses=(str(a.run.status.value), str(b.run.status.value)),
         timing_threshold=float(timing_threshold),
+        lineage=(_lineage(a.run), _lineage(b.run)),
     )
+
+
+def _lineage(run: RunRecord) -> str:
+    reused = f", reusing {', '.join(run.reused_steps)}" if run.reused_steps else ""
+    if run.restart_of:
+        return f"resumes {run.restart_of}{reused}"
+    if run.forked_from:
+        return f"forked from {run.forked_from} at step {run.from_step}{reused}"
+    return ""
 
 
 def _belongs(r: Recorded, run_id: str) -> bool:

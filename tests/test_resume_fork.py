@@ -82,6 +82,12 @@ def test_fork_from_a_step_reuses_the_steps_before_it(
     run = engine.workflow_manager.view.runs[forked["run_id"]]
     assert (run.forked_from, run.from_step, run.reused_steps) == (first["run_id"], "s3", ["s1", "s2"])
     assert run.parameters == {"bump": 10}
+    from replay_tools.diff import diff_runs
+
+    d = diff_runs(engine.store, first["run_id"], forked["run_id"])
+    assert d.lineage == ("", f"forked from {first['run_id']} at step s3, reusing s1, s2")
+    assert f"forked from {first['run_id']} at step s3" in d.text()
+    assert d.results_changed == {"s3": (3, 12), "s4": (4, 22), "s5": (5, 32)}
 
 
 def test_bad_resume_and_fork_requests(setup: tuple[OrchestrationEngine, Counter[str], set[str]]) -> None:
