@@ -191,7 +191,7 @@ class SQLitePool(SQLiteConnectionPool):
 
 def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
     """The PostgreSQL recorder, chained (built here because psycopg is optional)."""
-    from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+    from eventsourcing.postgres import PostgresApplicationRecorder
     from psycopg.sql import SQL, Identifier
 
     class ChainedPostgresRecorder(PostgresApplicationRecorder):
@@ -215,6 +215,10 @@ def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
             self._lock_head = SQL("SELECT chain FROM {}.{} WHERE id = 1 FOR UPDATE").format(schema, head)
             self._update_head = SQL("UPDATE {}.{} SET position = %s, chain = %s WHERE id = 1").format(schema, head)
             self._insert_head = SQL("INSERT INTO {}.{} VALUES (1, %s, %s, %s)").format(schema, head)
+            self._insert_rows = SQL(
+                "INSERT INTO {}.{} (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s) "
+                "RETURNING notification_id"
+            ).format(schema, Identifier(events_table_name))
             self._select_all = SQL(
                 "SELECT originator_id, originator_version, topic, state, notification_id FROM {}.{} "
                 "ORDER BY notification_id"
@@ -261,16 +265,25 @@ def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
             head = curs.fetchone()
             if head is None:
                 raise _head_missing(f"{datastore.schema}.{events_table_name}")
-            sealed, last = chain.seal_all(head["chain"], stored_events)
+            rows, last = chain.seal_rows(head["chain"], stored_events)
             self._pending.last = last
-            PostgresAggregateRecorder._insert_stored_events(self, curs, sealed, **kwargs)
+            # Plain rows through executemany (pipelined by psycopg): the stock insert
+            # adapts a composite value per event in Python, about 4x slower.
+            curs.executemany(self._insert_rows, rows, returning=True)
 
         def _fetch_ids_after_insert_events(
             self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
         ) -> Sequence[int] | None:
-            ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-            if ids:
-                curs.execute(self._update_head, (ids[-1], self._pending.last))
+            ids: list[int] = []
+            while True:  # one result set per row of the executemany
+                row = curs.fetchone()
+                if row is not None:
+                    ids.append(int(row["notification_id"]))
+                if not curs.nextset():
+                    break
+            if len(ids) != len(stored_events):
+                raise StoreError(f"PostgreSQL returned {len(ids)} positions for {len(stored_events)} events")
+            curs.execute(self._update_head, (ids[-1], self._pending.last))
             return ids
 
         def raw_rows(self, start: int, limit: int) -> list[RawRow]:

@@ -130,3 +130,21 @@ def test_bench_replay1m_small_runs_and_validates(tmp_path: Path) -> None:
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=100, check=False)
     assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
     assert "; cached)" in again.stdout
+
+
+@pytest.mark.postgres
+def test_pg_append_benchmark_runs_and_validates(pg_url: str) -> None:
+    """bench/pg_append.py on a few events: every mode writes a complete, valid log."""
+    base = pg_url.split("?", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "bench/pg_append.py", "--url", base, "--events", "400", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("PG-APPEND-JSON "))
+    rows = json.loads(line.removeprefix("PG-APPEND-JSON "))["rows"]
+    assert len(rows) == 5 and all(r["ok"] and r["events"] == 400 for r in rows)
