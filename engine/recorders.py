@@ -50,6 +50,14 @@ class ChainHead(NamedTuple):
     legacy: int = 0
 
 
+def _notification_rows(recorder: Any, start: int, limit: int) -> list[RawRow]:
+    """:data:`RawRow` tuples from a recorder's stock ``select_notifications``."""
+    return [
+        (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+        for n in recorder.select_notifications(start, limit)
+    ]
+
+
 def _head_missing(where: str) -> StoreError:
     return StoreError(
         f"the hash chain head of {where} is missing although the table exists: the log was "
@@ -76,10 +84,7 @@ class ChainedPOPORecorder(POPOApplicationRecorder):
             return ids
 
     def raw_rows(self, start: int, limit: int) -> list[RawRow]:
-        return [
-            (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
-            for n in self.select_notifications(start, limit)
-        ]
+        return _notification_rows(self, start, limit)
 
     def chain_head(self) -> ChainHead | None:
         return ChainHead(*self.head)
@@ -287,10 +292,7 @@ def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
             return ids
 
         def raw_rows(self, start: int, limit: int) -> list[RawRow]:
-            return [
-                (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
-                for n in self.select_notifications(start, limit)
-            ]
+            return _notification_rows(self, start, limit)
 
         def chain_head(self) -> ChainHead | None:
             with datastore.transaction(commit=False) as curs:

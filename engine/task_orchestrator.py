@@ -421,24 +421,7 @@ class TaskOrchestrator:
             meta = self._meta(created.event_id, state)
             self._decide(events, T.reuse(state, meta, source=source, data=data, execution_time=execution_time))
             return
-        unmet = 0
-        for dep in created.dependencies:
-            dep_state = self._states[dep]
-            if dep_state.status is TaskStatus.COMPLETED:
-                continue
-            if dep_state.status in _FINAL:
-                self._decide(
-                    events,
-                    T.skip(
-                        state, self._meta(created.event_id, state), dependency=dep, dependency_status=dep_state.status
-                    ),
-                )
-                return
-            unmet += 1
-        if unmet:
-            self._unmet[task_id] = unmet
-        else:
-            self._make_ready(state, events, causation_id=created.event_id)
+        self._schedule_pending(state, events, created.event_id)
 
     # -- decisions (called with the lock held) ----------------------------------
 
@@ -1290,7 +1273,8 @@ class TaskOrchestrator:
             self._settled.notify_all()
 
     def _schedule_pending(self, state: TaskState, events: list[Event], cause: str) -> None:
-        """A PENDING task taken over: wait for its open dependencies, or go READY."""
+        """A PENDING task (new, or taken over): wait for its open dependencies, be
+        skipped if one ended without completing, or go READY."""
         unmet = 0
         for dep in state.definition.dependencies:
             dep_state = self._states[dep]
