@@ -108,12 +108,15 @@ def check_crash_and_recovery(url: str, tmp: Path, kill_after: int, kill_in: str,
     assert report.ok, report.text()
 
 
-crash_points = st.tuples(
-    st.integers(1, 45), st.sampled_from(["", *STEPS]), st.sampled_from(["tasks", "workflow"])
-).filter(lambda p: p[1] == "" or p[0] == 45)  # one way to die per run
+shapes = st.sampled_from(["tasks", "workflow"])
+crash_points = st.one_of(  # one way to die per run
+    st.tuples(st.integers(1, 45), st.just(""), shapes),  # right after a commit
+    st.tuples(st.just(0), st.sampled_from(sorted(STEPS)), shapes),  # inside a step, after its side effect
+    st.tuples(st.just(0), st.integers(1, 30).map(lambda k: f"commit:{k}"), shapes),  # mid-commit
+)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(point=crash_points)
 def test_sigkill_at_any_point_then_recover_on_sqlite(point: tuple[int, str, str]) -> None:
     kill_after, kill_in, shape = point

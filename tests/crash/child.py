@@ -5,7 +5,8 @@ Usage: python -m tests.crash.child STORE_URL EFFECTS_FILE KILL_AFTER_EVENTS KILL
 * ``KILL_AFTER_EVENTS``: kill right after the commit that brings this process's
   committed events to at least that many (0: never).
 * ``KILL_IN_STEP``: kill inside that step's action, after it wrote its side effect and
-  before its outcome is recorded ("": never).
+  before its outcome is recorded ("": never); or ``commit:K``: kill inside the K-th
+  insert into the events table, before its transaction commits (SQLite only).
 * ``SHAPE``: ``tasks`` (a TaskOrchestrator DAG) or ``workflow`` (an engine workflow).
 
 Every attempt of a step appends ``<step> <pid>`` to ``EFFECTS_FILE`` (fsynced), so the
@@ -58,7 +59,32 @@ def killer(after: int) -> object:
     return listener
 
 
+def kill_during_commit(k: int) -> None:
+    """Every SQLite connection the store opens SIGKILLs this process when it executes
+    its K-th insert into the events table: mid-transaction, before COMMIT."""
+    from engine import recorders
+
+    seen = [0]
+    original = recorders.SQLitePool._create_connection
+
+    def trace(sql: str) -> None:
+        if sql.lstrip().upper().startswith("INSERT INTO CODOMYRMEX_EVENTS "):
+            seen[0] += 1
+            if seen[0] >= k:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def create(self: recorders.SQLitePool) -> object:
+        conn = original(self)
+        conn._sqlite_conn.set_trace_callback(trace)  # type: ignore[attr-defined]
+        return conn
+
+    recorders.SQLitePool._create_connection = create  # type: ignore[assignment,method-assign]
+
+
 def main(url: str, effects: str, kill_after: int, kill_in: str, shape: str) -> None:
+    if kill_in.startswith("commit:"):
+        kill_during_commit(int(kill_in.split(":", 1)[1]))
+        kill_in = ""
     registry = registry_for(effects, kill_in)
     if shape == "tasks":
         from engine.models import Task
