@@ -215,7 +215,7 @@ class WorkflowManager:
                 action=s.action,
                 parameters=dict(s.parameters),
                 dependencies=list(s.dependencies),
-                timeout=int(s.timeout) if s.timeout is not None and s.timeout.is_integer() else None,
+                timeout=_step_timeout(s.timeout),
                 max_retries=s.max_retries,
                 retry_delay=s.retry_delay,
                 soft_timeout=s.soft_timeout,
@@ -875,3 +875,11 @@ def _critical_path(name: str, steps: list[StepSpec]) -> int:
         own = step.timeout if step.timeout is not None else DEFAULT_STEP_ESTIMATE
         longest[n] = own + max((longest[d] for d in implied_dependencies(step, names)), default=0.0)
     return math.ceil(max(longest.values(), default=0.0))
+
+
+def _step_timeout(seconds: float | None) -> Any:
+    """A recorded step timeout for ``WorkflowStep`` (whose field is typed ``int``): whole
+    seconds as ``int``, anything else as recorded (1.5 stays 1.5, not dropped)."""
+    if seconds is None:
+        return None
+    return int(seconds) if float(seconds).is_integer() else seconds

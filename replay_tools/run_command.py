@@ -62,7 +62,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
                 action=s.action,
                 parameters=dict(s.parameters),
                 dependencies=list(s.dependencies),
-                timeout=int(s.timeout) if s.timeout is not None and s.timeout.is_integer() else None,
+                timeout=_step_timeout(s.timeout),
                 max_retries=s.max_retries,
                 retry_delay=s.retry_delay,
                 soft_timeout=s.soft_timeout,
@@ -154,3 +154,11 @@ def add_run_command(sub: Any) -> None:
         cmd.add_argument("--store", help="store URL (default: SQLite in $CODOMYRMEX_ORCHESTRATION_DIR)")
         cmd.add_argument("--json", action="store_true", help="machine-readable output")
         cmd.set_defaults(handler=_cmd_restart, command=name)
+
+
+def _step_timeout(seconds: float | None) -> Any:
+    """A recorded step timeout for ``WorkflowStep`` (whose field is typed ``int``): whole
+    seconds as ``int``, anything else as recorded (1.5 stays 1.5, not dropped)."""
+    if seconds is None:
+        return None
+    return int(seconds) if float(seconds).is_integer() else seconds

@@ -223,6 +223,20 @@ def test_directory_loading_reports_malformed_files_by_name(make: Make, tmp_path:
     assert "cycle" in reported["cyclic.json"]
 
 
+def test_a_fractional_step_timeout_from_a_file_is_kept(make: Make, tmp_path: Path) -> None:
+    d = tmp_path / "wf"
+    d.mkdir()
+    steps = [
+        {"name": "a", "module": "m", "action": "inc", "timeout": 1.5},
+        {"name": "b", "module": "m", "action": "inc", "timeout": 30},
+    ]
+    (d / "timed.json").write_text(json.dumps({"name": "timed", "steps": steps}))
+    wm = make(workflows_dir=d)
+    got = wm.get_workflow("timed")
+    assert got is not None
+    assert [s.timeout for s in got] == [1.5, 30]
+
+
 def test_list_workflows_and_performance_summary_keys(make: Make) -> None:
     wm = make()
     wm.create_workflow(
