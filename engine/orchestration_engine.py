@@ -226,13 +226,15 @@ class OrchestrationEngine:
             self._versions[f"handler:{event.aggregate_id}"] = event.version
 
     def _on_committed(self, batch: Sequence[Recorded]) -> None:
-        """Committer thread: fold session events; queue handler notifications."""
+        """Committer thread: fold session events; queue handler notifications (for
+        this engine's own commits: other processes' engines notify their handlers)."""
+        own = not self.store.delivering_foreign
         for recorded in batch:
             event = recorded.event
             if event.KIND in ("session", "handler"):
                 self._apply(recorded)
             name = HANDLER_EVENTS.get(event.type)
-            if name is not None and self._handlers.get(name):
+            if own and name is not None and self._handlers.get(name):
                 data: dict[str, Any] = {"position": recorded.position, "type": event.type, **_plain(event)}
                 self._handler_queue.put((name, data, recorded.position))
 

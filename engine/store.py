@@ -132,6 +132,9 @@ class EventStore:
         self.follow_interval = follow_interval
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
+        self.delivering_foreign = False
+        """True while listeners are being handed other processes' events (they may
+        want to fold them, but not to react to them as their own)."""
 
     # -- writing ---------------------------------------------------------------
 
@@ -359,7 +362,11 @@ class EventStore:
             return 0
         foreign = list(self.read(start=self._delivered + 1, stop=stop))
         if foreign:
-            self._notify_listeners(foreign)
+            self.delivering_foreign = True
+            try:
+                self._notify_listeners(foreign)
+            finally:
+                self.delivering_foreign = False
             self._delivered = foreign[-1].position
         if stop is not None:
             self._delivered = max(self._delivered, stop)

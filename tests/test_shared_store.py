@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -85,3 +87,38 @@ def test_two_engine_processes_on_one_sqlite_file(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_two_engine_processes_share_one_postgres_store(pg_url: str, tmp_path: Path) -> None:
     run_engines(pg_url, tmp_path, processes=2, runs=100)
+
+
+def test_handlers_hear_their_own_engine_and_views_follow_the_other(tmp_path: Path) -> None:
+    """Two engines on one SQLite file in one process (two stores, as two processes would
+    have): B's views see A's run once B catches up, but B's handlers stay quiet."""
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    define(url, tmp_path)
+    registry = ActionRegistry()
+    registry.register("fan", "step", lambda task_tag, n: n + 1)
+    heard: dict[str, list[str]] = {"a": [], "b": []}
+    lock = threading.Lock()
+    a = OrchestrationEngine(store_url=url, registry=registry, data_dir=str(tmp_path / "a"))
+    b = OrchestrationEngine(store_url=url, registry=registry, data_dir=str(tmp_path / "b"))
+    try:
+        for name, engine in (("a", a), ("b", b)):
+
+            def hear(event: str, data: dict[str, object], name: str = name) -> None:
+                with lock:
+                    heard[name].append(str(data["aggregate_id"]))
+
+            engine.register_event_handler("workflow_completed", hear)
+        run = a.execute_workflow("fan", tag="x")
+        assert run["success"]
+        b.store.catch_up()
+        assert b.workflow_manager.view.runs[run["run_id"]].status.value == "completed"
+        a.store.flush()
+        deadline = time.monotonic() + 5
+        while not heard["a"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert heard["a"] == [run["run_id"]]
+        time.sleep(0.3)  # B's handler thread would have had the time to run
+        assert heard["b"] == []
+    finally:
+        b.close()
+        a.close()
