@@ -48,7 +48,7 @@ from typing import Any
 from domain import task as T
 from domain.enums import OrchestrationMode, SessionStatus, TaskStatus, WorkflowStatus
 from domain.events import Event, EventMeta
-from domain.lifecycles import SESSION, TASK, WORKFLOW_RUN
+from domain.lifecycles import SESSION, TASK
 from domain.session import SessionActivated, SessionClosed, SessionCreated
 from domain.workflow import (
     RunState,
@@ -61,6 +61,7 @@ from domain.workflow import (
     define,
     evolve_run,
     implied_dependencies,
+    open_run,
     step_order,
     substitute,
 )
@@ -391,27 +392,14 @@ class _Sim:
         task_ids = {s.name: f"{run_id}/{s.name}" for s in specs}
         names = set(by_name)
         meta = EventMeta(timestamp=self.now, actor=actor, correlation_id=run_id)
-        created_run = WorkflowRunCreated(
-            aggregate_id=run_id,
-            version=1,
+        created_run, started_run = open_run(
+            run_id,
+            meta,
             workflow=name,
             definition_version=version,
             parameters=parameters,
             step_tasks=task_ids,
             session_id=group,
-            timestamp=self.now,
-            actor=actor,
-            correlation_id=run_id,
-            causation_id=f"workflow:{name}@{version}",
-        )
-        WORKFLOW_RUN.decide(WORKFLOW_RUN.initial, "start", run_id)
-        started_run = WorkflowRunStarted(
-            aggregate_id=run_id,
-            version=2,
-            timestamp=self.now,
-            actor=actor,
-            correlation_id=run_id,
-            causation_id=created_run.event_id,
         )
         run_state = evolve_run(evolve_run(None, created_run), started_run)
         run = _Run(run_state, name, [s.name for s in specs], task_ids, {}, {}, session, open=len(specs))

@@ -47,6 +47,7 @@ __all__ = [
     "WorkflowRunStarted",
     "define",
     "evolve_run",
+    "open_run",
     "output_path",
     "references",
     "step_order",
@@ -281,6 +282,49 @@ def define(name: str, version: int, steps: list[StepSpec], meta: EventMeta, *, s
         correlation_id=meta.correlation_id,
         causation_id=meta.causation_id,
     )
+
+
+def open_run(
+    run_id: str,
+    meta: EventMeta,
+    *,
+    workflow: str,
+    definition_version: int,
+    parameters: dict[str, Any],
+    step_tasks: dict[str, str],
+    timeout: float | None = None,
+    session_id: str = "",
+    **lineage: Any,
+) -> tuple[WorkflowRunCreated, WorkflowRunStarted]:
+    """A new run: ``workflow_run.created`` (caused by its definition version, correlated
+    by the run id) and ``workflow_run.started``, committed together. ``lineage``: the
+    ``restart_of``/``forked_from``/``from_step``/``reused_steps`` fields of a resume or
+    fork."""
+    WORKFLOW_RUN.decide(WORKFLOW_RUN.initial, "start", run_id)
+    created = WorkflowRunCreated(
+        aggregate_id=run_id,
+        version=1,
+        workflow=workflow,
+        definition_version=definition_version,
+        parameters=parameters,
+        step_tasks=step_tasks,
+        timeout=timeout,
+        session_id=session_id,
+        timestamp=meta.timestamp,
+        actor=meta.actor,
+        correlation_id=run_id,
+        causation_id=f"workflow:{workflow}@{definition_version}",
+        **lineage,
+    )
+    started = WorkflowRunStarted(
+        aggregate_id=run_id,
+        version=2,
+        timestamp=meta.timestamp,
+        actor=meta.actor,
+        correlation_id=run_id,
+        causation_id=created.event_id,
+    )
+    return created, started
 
 
 @dataclass

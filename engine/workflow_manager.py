@@ -49,10 +49,10 @@ from domain.workflow import (
     WorkflowRunCompleted,
     WorkflowRunCreated,
     WorkflowRunFailed,
-    WorkflowRunStarted,
     define,
     evolve_run,
     implied_dependencies,
+    open_run,
     references,
     step_order,
     substitute,
@@ -384,29 +384,16 @@ class WorkflowManager:
                 )
             )
         meta = self._meta(actor, correlation_id=run_id)
-        created = WorkflowRunCreated(
-            aggregate_id=run_id,
-            version=1,
+        created, started = open_run(
+            run_id,
+            meta,
             workflow=name,
             definition_version=definition.version,
             parameters=parameters,
             step_tasks=task_ids,
             timeout=float(timeout) if timeout is not None else None,
             session_id=session_id,
-            timestamp=meta.timestamp,
-            actor=actor,
-            correlation_id=run_id,
-            causation_id=f"workflow:{name}@{definition.version}",
             **(restart.lineage if restart is not None else {}),
-        )
-        WORKFLOW_RUN.decide(WORKFLOW_RUN.initial, "start", run_id)
-        started = WorkflowRunStarted(
-            aggregate_id=run_id,
-            version=2,
-            timestamp=meta.timestamp,
-            actor=actor,
-            correlation_id=run_id,
-            causation_id=created.event_id,
         )
         with_events: list[Event] = [created, started]
         if claim is not None:
