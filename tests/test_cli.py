@@ -52,32 +52,6 @@ def test_module_entry_point() -> None:
     assert out.stdout.startswith("codomyrmex-orch ")
 
 
-@pytest.fixture
-def recorded_store(tmp_path: Path) -> tuple[str, str]:
-    """A SQLite store holding one completed and one failed run, and the failed run's id."""
-    from engine.orchestration_engine import OrchestrationEngine
-    from engine.registry import ActionRegistry
-
-    registry = ActionRegistry()
-    registry.register("t", "inc", lambda i: i + 1)
-
-    def boom() -> None:
-        raise RuntimeError("broken step")
-
-    registry.register("t", "boom", boom)
-    engine = OrchestrationEngine(data_dir=str(tmp_path / "data"), registry=registry)
-    try:
-        sid = engine.create_session("ann")
-        ok = {"steps": [{"name": "a", "module": "t", "action": "inc", "parameters": {"i": 1}}]}
-        bad = {"steps": [{"name": "b", "module": "t", "action": "boom"}]}
-        assert engine.execute_complex_workflow(ok, session_id=sid)["success"]
-        failed = engine.execute_complex_workflow(bad, session_id=sid)
-        assert not failed["success"]
-        return engine.store.url, failed["run_id"]
-    finally:
-        engine.close()
-
-
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
     assert main([*argv, "--json"]) == 0
     return json.loads(capsys.readouterr().out)

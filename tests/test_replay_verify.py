@@ -16,28 +16,10 @@ TABLE = "codomyrmex_events"
 
 
 @pytest.fixture
-def history(tmp_path: Path) -> tuple[str, Path]:
-    """A SQLite store holding a session with one completed and one failed run."""
-    from engine.orchestration_engine import OrchestrationEngine
-    from engine.registry import ActionRegistry
-
-    registry = ActionRegistry()
-    registry.register("t", "inc", lambda i: i + 1)
-
-    def boom() -> None:
-        raise RuntimeError("broken step")
-
-    registry.register("t", "boom", boom)
-    engine = OrchestrationEngine(data_dir=str(tmp_path / "data"), registry=registry)
-    try:
-        sid = engine.create_session("ann")
-        ok = {"steps": [{"name": "a", "module": "t", "action": "inc", "parameters": {"i": 1}}]}
-        bad = {"steps": [{"name": "b", "module": "t", "action": "boom"}]}
-        assert engine.execute_complex_workflow(ok, session_id=sid)["success"]
-        assert not engine.execute_complex_workflow(bad, session_id=sid)["success"]
-        url = engine.store.url
-    finally:
-        engine.close()
+def history(recorded_store: tuple[str, str]) -> tuple[str, Path]:
+    """A SQLite store holding a session with one completed and one failed run
+    (``recorded_store`` of conftest.py), and its file."""
+    url, _ = recorded_store
     return url, Path(sqlite_path(url))
 
 
