@@ -28,6 +28,7 @@ import functools
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ from domain.events import Event, EventMeta, Recorded
 from domain.idempotency import check_key
 from domain.idempotency import claim as idempotency_claim
 from domain.idempotency import fingerprint as idempotency_fingerprint
+from domain.lease import LeaseState
 from domain.lifecycles import SESSION, TASK
 from domain.session import (
     HandlerFailed,
@@ -207,8 +209,9 @@ class OrchestrationEngine:
         as ended when their steps are final (:meth:`WorkflowManager.recover_runs`)."""
         report = self.task_orchestrator.recover(policy or self.config.recovery)
         if report.policy != "off":
-            self.workflow_manager.recover_runs()
-            self.released_sessions = self._release_lost_sessions()
+            leases = read_leases(self.store)  # once, after the takeover, for runs and sessions
+            self.workflow_manager.recover_runs(leases)
+            self.released_sessions = self._release_lost_sessions(leases)
         if report.tasks:
             self.task_orchestrator.start_execution()
         self.last_recovery = report
@@ -434,11 +437,10 @@ class OrchestrationEngine:
                 ],
             )  # fmt: skip
 
-    def _release_lost_sessions(self) -> tuple[str, ...]:
+    def _release_lost_sessions(self, leases: Mapping[str, LeaseState]) -> tuple[str, ...]:
         """Close the ACTIVE sessions of engines that were lost (lease expired or taken
         over; not those that closed cleanly, whose sessions a user may go on using)
         and release what they held: recorded ``session.closed`` and allocation events."""
-        leases = read_leases(self.store)
         now = self.runtime.clock.now()
         me = self.task_orchestrator.instance_id
         with self._view_lock:
@@ -696,11 +698,16 @@ class OrchestrationEngine:
         return None
 
     def _known_task(self, task_id: str) -> str:
-        """Make a task another process may have added visible here."""
-        if self.task_orchestrator.get_task(task_id) is None or self.task_orchestrator.task_owner(task_id) is None:
-            self.task_orchestrator.catch_up_view([Recorded(0, e) for e in self.store.read_stream(f"task:{task_id}")])
-            self.task_orchestrator.recover("off")  # refreshes what it knows of others' tasks
-        return task_id
+        """Wait until the task an earlier call added is final. If another process
+        added it, the store's catch-up brings that process's events into the views."""
+        orch = self.task_orchestrator
+        while True:
+            if orch.task_owner(task_id) != orch.instance_id:
+                self.store.catch_up()
+            record = orch.get_task(task_id)
+            if record is not None and TASK.is_final(record.status):
+                return task_id
+            time.sleep(0.05)
 
     def execute_project_workflow(
         self, project_name: str, workflow_name: str, session_id: str | None = None, **params: Any

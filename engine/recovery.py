@@ -40,16 +40,14 @@ from domain import lease as L
 from domain import task as T
 from domain.enums import LeaseStatus, TaskStatus
 from domain.errors import ConcurrencyConflictError, ValidationError
-from domain.events import Event, EventMeta, Recorded
+from domain.events import Event, EventMeta
 from domain.lifecycles import TASK
 from engine.leases import read_leases
-from projections.tasks import TaskView
-from projections.tasks import apply as apply_task_event
 
 if TYPE_CHECKING:
     from engine.task_orchestrator import TaskOrchestrator
 
-__all__ = ["RECOVERY_POLICIES", "RecoveryReport", "TakeOver", "check_policy", "fold_into_view", "recover_tasks"]
+__all__ = ["RECOVERY_POLICIES", "RecoveryReport", "TakeOver", "check_policy", "recover_tasks"]
 
 RECOVERY_POLICIES: tuple[str, ...] = ("resume", "fail", "off")
 
@@ -100,17 +98,15 @@ def recover_tasks(orch: TaskOrchestrator, policy: str = "resume") -> RecoveryRep
     orch.store.flush()
     now = orch.runtime.clock.now()
     leases = read_leases(orch.store)
+    orch.store.catch_up()  # the view follows other processes' tasks (in log order, once)
     states: dict[str, T.TaskState] = {}
-    history: dict[str, list[Recorded]] = {}
     for recorded in orch.store.read(types=orch.task_topics):
         event = recorded.event
         states[event.aggregate_id] = T.evolve(states.get(event.aggregate_id), event)
-        history.setdefault(event.aggregate_id, []).append(recorded)
     by_owner: dict[str, list[str]] = {}
     for task_id, state in states.items():
         if not TASK.is_final(state.status) and state.owner != orch.instance_id:
             by_owner.setdefault(state.owner, []).append(task_id)
-    orch.catch_up_view([r for records in history.values() for r in records])
     orch.refresh_foreign(states)
     taken: list[TakeOver] = []
     contested: list[str] = []
@@ -183,13 +179,3 @@ def _plan(
             T.evolve(state, failed)
             events.append(failed)
     return TakeOver(owner, tuple(task_ids), tuple(runs), tuple(interrupted)), events
-
-
-def fold_into_view(view: TaskView, records: Sequence[Recorded]) -> None:
-    """Apply the records the view has not seen yet (by task version)."""
-    for recorded in records:
-        rec = view.tasks.get(recorded.event.aggregate_id)
-        if rec is None or recorded.event.version > rec.version:
-            position = view.position
-            apply_task_event(view, recorded)
-            view.position = max(position, recorded.position)

@@ -74,7 +74,7 @@ from engine.config import default_store_url, executor_settings_from_env, resolve
 from engine.executors import ActionCall, ActionResult, AttemptControl, Executor, make_executor, run_here
 from engine.leases import DEFAULT_LEASE_TTL, LeaseKeeper
 from engine.models import Task, TaskResult
-from engine.recovery import RecoveryReport, fold_into_view, recover_tasks
+from engine.recovery import RecoveryReport, recover_tasks
 from engine.registry import DEFAULT_REGISTRY, ActionRegistry
 from engine.resource_locks import LockTable, ResourceKey
 from engine.store import EventStore, open_store
@@ -283,17 +283,12 @@ class TaskOrchestrator:
                 self._dependents.setdefault(dep, []).append(task_id)
 
     def _on_committed_events(self, batch: Sequence[Recorded]) -> None:
-        """Own commits and other processes' (the store follows the log): the view
-        takes each task event once, in log order (a recovery may have folded some
-        already: those are skipped by version)."""
+        """Own commits and other processes' (the store follows the log and hands each
+        event over once, in log order)."""
         with self._view_lock:
-            tasks = self.view.tasks
             for recorded in batch:
-                event = recorded.event
-                if event.KIND == "task":
-                    known = tasks.get(event.aggregate_id)
-                    if known is None or event.version > known.version:
-                        apply_task_event(self.view, recorded)
+                if recorded.event.KIND == "task":
+                    apply_task_event(self.view, recorded)
 
     # -- commands: adding ------------------------------------------------------
 
@@ -1197,11 +1192,6 @@ class TaskOrchestrator:
         self._check_open()
         return recover_tasks(self, policy)
 
-    def catch_up_view(self, records: Sequence[Recorded]) -> None:
-        """Fold committed events of tasks this process has not seen into the view."""
-        with self._view_lock:
-            fold_into_view(self.view, records)
-
     def refresh_foreign(self, known: dict[str, TaskState]) -> None:
         """Replace what this process knows of other owners' tasks by ``known`` (folded
         from the log just now): tasks created or changed by other processes."""
@@ -1210,19 +1200,6 @@ class TaskOrchestrator:
                 if task_id not in self._owned:
                     self._states[task_id] = copy.copy(state)
                     self._age.setdefault(task_id, next(self._ages))
-
-    def learn(self, task_id: str) -> None:
-        """Fold a task this process does not own from its stream (another process
-        may be changing it) into the view and into what this process knows."""
-        events = self.store.read_stream(f"task:{task_id}")
-        if not events:
-            raise NotFoundError(f"no task {task_id!r} in {self.store.url}")
-        self.catch_up_view([Recorded(0, e) for e in events])
-        state: TaskState | None = None
-        for event in events:
-            state = T.evolve(state, event)
-        assert state is not None
-        self.refresh_foreign({task_id: state})
 
     def task_owner(self, task_id: str) -> str | None:
         """The engine instance that owns ``task_id`` as far as this process knows."""

@@ -30,7 +30,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +40,7 @@ from domain.errors import ConcurrencyConflictError, NotFoundError, Orchestration
 from domain.events import Event, EventMeta, Recorded
 from domain.idempotency import check_key, fingerprint
 from domain.idempotency import claim as idempotency_claim
+from domain.lease import LeaseState
 from domain.lifecycles import TASK, WORKFLOW_RUN
 from domain.workflow import (
     RunState,
@@ -139,15 +140,8 @@ class WorkflowManager:
     def _on_committed(self, batch: Sequence[Recorded]) -> None:
         for recorded in batch:
             event = recorded.event
-            if event.KIND == "workflow_run":
-                known = self._runs.get(event.aggregate_id)
-                if known is None or event.version > known.version:  # a catch-up may have folded it
-                    self._apply(recorded)
-            elif event.KIND == "workflow":
-                with self._view_lock:
-                    current = self.view.definitions.get(event.aggregate_id)
-                if current is None or event.version > current.version:
-                    self._apply(recorded)
+            if event.KIND in ("workflow", "workflow_run"):
+                self._apply(recorded)
 
     def _meta(self, actor: str = "system", correlation_id: str = "", causation_id: str = "") -> EventMeta:
         return EventMeta(
@@ -424,29 +418,19 @@ class WorkflowManager:
         while True:
             with self._lock:
                 local = run_id in self._active
-            if not local:
-                self._catch_up_run(run_id)
-            state = self._runs.get(run_id)
+            state = self._runs.get(run_id) if local else self._known_run(run_id)
             if state is not None and WORKFLOW_RUN.is_final(state.status):
                 return self.get_execution(run_id)
             time.sleep(poll if local else 4 * poll)
 
-    def _catch_up_run(self, run_id: str) -> None:
-        """Fold a run's and its steps' events that this process has not seen (another
-        process wrote them) into the views."""
-        known = self._runs.get(run_id)
-        for event in self.store.read_stream(f"workflow_run:{run_id}"):
-            if known is None or event.version > known.version:
-                with self._view_lock:
-                    position = self.view.position
-                self._apply(Recorded(0, event))
-                with self._view_lock:
-                    self.view.position = max(position, self.view.position)
-                known = self._runs.get(run_id)
-        if known is None:
+    def _known_run(self, run_id: str) -> RunState:
+        """``run_id``'s state, after folding in what other processes committed (the
+        store hands their events over, in log order, once)."""
+        self.store.catch_up()
+        state = self._runs.get(run_id)
+        if state is None:
             raise NotFoundError(f"no workflow run {run_id!r} in {self.store.url}")
-        for task_id in known.created.step_tasks.values():
-            self.orchestrator.catch_up_view([Recorded(0, e) for e in self.store.read_stream(f"task:{task_id}")])
+        return state
 
     def _step_outcomes(self, run_id: str) -> tuple[dict[str, Any], list[str], dict[str, Any], list[str]]:
         """(results, errors, per-step metrics, open step task ids) of a run, from the
@@ -663,8 +647,7 @@ class WorkflowManager:
             not isinstance(overrides, dict) or not all(isinstance(k, str) for k in overrides)
         ):
             raise ValidationError(f"parameters must be a dict with string keys, got {overrides!r:.100}")
-        self._catch_up_run(run_id)
-        state = self._runs[run_id]
+        state = self._known_run(run_id)
         if not WORKFLOW_RUN.is_final(state.status):
             raise ValidationError(
                 f"run {run_id!r} is {state.status.value}: only an ended run can be resumed or forked",
@@ -722,26 +705,19 @@ class WorkflowManager:
 
     # -- recovery ----------------------------------------------------------------
 
-    def recover_runs(self) -> list[str]:
+    def recover_runs(self, leases: Mapping[str, LeaseState] | None = None) -> list[str]:
         """Finish the runs nobody is finishing: open runs this process is not running
         whose steps it now owns (adopted by :meth:`TaskOrchestrator.recover`) or whose
         steps are all final while their creator's lease expired (the process died
         between its last step and the run's end). Each is recorded COMPLETED or FAILED
         once its steps are final, exactly as a live run would be; of two engines doing
         this at once, the run's version lets one record it. A recovered run's whole-run
-        timeout is not re-armed (its steps keep their own timeouts). Returns their ids."""
+        timeout is not re-armed (its steps keep their own timeouts). ``leases``: the
+        folded leases if the caller has just read them. Returns their ids."""
         self.store.flush()
-        for recorded in self.store.read(types=WORKFLOW_TOPICS):  # runs other processes started
-            event = recorded.event
-            known = self._runs.get(event.aggregate_id) if event.KIND == "workflow_run" else None
-            if event.KIND == "workflow_run" and (known is None or event.version > known.version):
-                self._apply(recorded)
-            elif event.KIND == "workflow":
-                with self._view_lock:
-                    current = self.view.definitions.get(event.aggregate_id)
-                if current is None or current.version < event.version:
-                    self._apply(recorded)
-        leases = read_leases(self.store)
+        self.store.catch_up()  # runs other processes started
+        if leases is None:
+            leases = read_leases(self.store)
         now = self.runtime.clock.now()
         me = self.orchestrator.instance_id
         recovered: list[str] = []

@@ -5,6 +5,7 @@ gets that work back; a key reused for another request is refused."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -142,5 +143,65 @@ def test_another_engine_on_the_same_store_gets_the_first_run(tmp_path: Path, ran
         assert result["task_id"] == "ta" and result["result"]["data"] == 14
         assert ran["work-7"] == 1
     finally:
+        b.close()
+        a.close()
+
+
+def test_a_second_engine_waits_for_the_first_engines_run_in_flight(tmp_path: Path) -> None:
+    """Engine B repeats a key while engine A's task and run still run: B waits for A's
+    work to end (following A's commits) and returns it, running nothing itself."""
+    gate = threading.Event()
+    ran: Counter[str] = Counter()
+
+    def slow(x: int) -> int:
+        ran[f"slow-{x}"] += 1
+        gate.wait(10)
+        return x * 3
+
+    registry = ActionRegistry()
+    registry.register("idem", "slow", slow)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    a = OrchestrationEngine(store_url=url, data_dir=str(tmp_path / "a"), registry=registry)
+    b = OrchestrationEngine(store_url=url, data_dir=str(tmp_path / "b"), registry=registry)
+    a.workflow_manager.create_workflow(
+        "slow", [WorkflowStep(name="s", module="idem", action="slow", parameters={"x": 2})]
+    )
+    results: dict[str, dict[str, object]] = {}
+    try:
+        first_task = threading.Thread(
+            target=lambda: results.update(
+                a_task=a.execute_task(
+                    Task(id="ta", module="idem", action="slow", parameters={"x": 1}), idempotency_key="t"
+                )
+            )
+        )
+        first_run = threading.Thread(
+            target=lambda: results.update(a_run=a.execute_workflow("slow", idempotency_key="w"))
+        )
+        first_task.start()
+        first_run.start()
+        deadline = time.monotonic() + 10
+        while sum(ran.values()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = threading.Thread(
+            target=lambda: results.update(
+                b_task=b.execute_task(
+                    Task(id="tb", module="idem", action="slow", parameters={"x": 1}), idempotency_key="t"
+                ),
+                b_run=b.execute_workflow("slow", idempotency_key="w"),
+            )
+        )
+        second.start()
+        time.sleep(0.3)
+        assert "b_task" not in results  # still waiting for A's task
+        gate.set()
+        for t in (first_task, first_run, second):
+            t.join(20)
+        assert results["b_task"]["task_id"] == "ta" and results["b_task"]["result"]["data"] == 3
+        assert results["b_run"]["run_id"] == results["a_run"]["run_id"]
+        assert results["b_run"]["results"] == {"s": 6}
+        assert dict(ran) == {"slow-1": 1, "slow-2": 1}
+    finally:
+        gate.set()
         b.close()
         a.close()
