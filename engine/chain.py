@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 
 from eventsourcing.persistence import StoredEvent
 
-__all__ = ["GENESIS", "fold", "link", "seal", "seal_all", "seal_rows", "unseal"]
+__all__ = ["GENESIS", "head_of", "link", "seal", "seal_all", "seal_rows", "unseal"]
 
 GENESIS = "0" * 64
 _MARK = b',"chain":"'
@@ -83,8 +83,11 @@ def seal_all(previous: str, stored: Sequence[StoredEvent]) -> tuple[list[StoredE
     return [StoredEvent(*row) for row in rows], last
 
 
-def fold(previous: str, rows: Iterable[tuple[str, int, str, bytes]]) -> str:
-    """The last link over unsealed ``(originator_id, version, topic, state)`` rows."""
-    for originator_id, version, topic, state in rows:
+def head_of(rows: Iterable[tuple[int, str, int, str, bytes]]) -> tuple[int, str]:
+    """``(last position, last link)`` over ``(position, originator_id, version, topic,
+    state)`` rows in position order: how a log written before the chain is sealed."""
+    last, previous = 0, GENESIS
+    for row in rows:
+        last, originator_id, version, topic, state = row
         previous = link(previous, originator_id, version, topic, unseal(state)[0])
-    return previous
+    return last, previous

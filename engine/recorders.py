@@ -119,10 +119,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
                 "position INTEGER NOT NULL, chain TEXT NOT NULL, legacy INTEGER NOT NULL)"
             )
             c.execute(f"SELECT rowid, originator_id, originator_version, topic, state FROM {self.events_table_name}")
-            position, last = 0, chain.GENESIS
-            for row in c.fetchall():
-                last = chain.link(last, row[1], row[2], row[3], chain.unseal(row[4])[0])
-                position = row[0]
+            position, last = chain.head_of((r[0], r[1], r[2], r[3], r[4]) for r in c.fetchall())
             c.execute(f"INSERT INTO {self.head_table} VALUES (1, ?, ?, ?)", (position, last, position))
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any) -> Sequence[int]:
@@ -254,13 +251,10 @@ def chained_postgres_recorder(datastore: Any, events_table_name: str) -> Any:
                     return
                 curs.execute(self._create_head)
                 curs.execute(self._select_all)
-                position, last = 0, chain.GENESIS
-                for row in curs.fetchall():
-                    state = bytes(row["state"])
-                    last = chain.link(
-                        last, row["originator_id"], row["originator_version"], row["topic"], chain.unseal(state)[0]
-                    )
-                    position = row["notification_id"]
+                position, last = chain.head_of(
+                    (r["notification_id"], r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                    for r in curs.fetchall()
+                )
                 curs.execute(self._insert_head, (position, last, position))
 
         def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
