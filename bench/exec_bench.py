@@ -43,7 +43,7 @@ import time
 from typing import Any
 
 from bench.actions import check_results, fan_in, fan_out, fan_root, graph, headline, inc
-from bench.orch import MODULE, make_registry, store_url
+from bench.orch import MODULE, collect_results, make_registry, store_url
 
 RUNNERS = ("threads", "processes", "dask", "plain-dask")
 THREAD_WORKERS = 4
@@ -116,16 +116,8 @@ def _engine(spec: dict[str, Any]) -> dict[str, Any]:
         rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         if not finished:
             errors.append(f"wait_for_completion({timeout:g}) returned False")
-        results: dict[str, Any] = {}
-        for node in nodes:
-            result = orch.get_task_result(node.id)
-            if result is None or not result.success:
-                errors.append(f"{node.id}: no successful result ({result})")
-                if len(errors) > 8:
-                    break
-                continue
-            results[node.id] = result.data
-        errors += check_results(workload, n, results)
+        results, problems = collect_results(orch, nodes, workload, n, errors)
+        errors += problems
         not_done = [t.id for t in orch.list_tasks() if t.status is not TaskStatus.COMPLETED]
         if not_done:
             errors.append(f"{len(not_done)} task(s) not COMPLETED, e.g. {not_done[:3]}")

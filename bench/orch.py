@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,16 +121,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         held = orch._locks.held()  # the scheduler's lock table (engine/resource_locks.py)
         if held:
             errors.append(f"resources still held after completion: {held}")
-        results: dict[str, Any] = {}
-        for node in nodes:
-            result = orch.get_task_result(node.id)
-            if result is None or not result.success:
-                errors.append(f"{node.id}: no successful result ({result})")
-                if len(errors) > 8:
-                    break
-                continue
-            results[node.id] = result.data
-        errors += check_results(workload, n, results)
+        results, problems = collect_results(orch, nodes, workload, n, errors)
+        errors += problems
         store_stats = orch.store.stats
         if store_stats.failures or store_stats.conflicts or store_stats.listener_errors:
             errors.append(f"store reported problems: {store_stats}")
@@ -157,6 +150,25 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": errors,
         "extra": extra,
     }
+
+
+def collect_results(
+    orch: Any, nodes: Sequence[Any], workload: str, n: int, errors: list[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The tasks' result data by id, and the problems with them: missing or failed
+    results (the first few, counting ``errors`` already found), then what
+    :func:`check_results` finds in the data."""
+    found: list[str] = []
+    results: dict[str, Any] = {}
+    for node in nodes:
+        result = orch.get_task_result(node.id)
+        if result is None or not result.success:
+            found.append(f"{node.id}: no successful result ({result})")
+            if len(errors) + len(found) > 8:
+                break
+            continue
+        results[node.id] = result.data
+    return results, found + check_results(workload, n, results)
 
 
 def check_durable(url: str, workload: str, n: int, count: int, *, declared: bool = False) -> list[str]:
