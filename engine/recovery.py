@@ -41,7 +41,6 @@ from domain import task as T
 from domain.enums import LeaseStatus, TaskStatus
 from domain.errors import ConcurrencyConflictError, ValidationError
 from domain.events import Event, EventMeta
-from domain.lifecycles import TASK
 from engine.leases import read_leases
 
 if TYPE_CHECKING:
@@ -98,16 +97,11 @@ def recover_tasks(orch: TaskOrchestrator, policy: str = "resume") -> RecoveryRep
     orch.store.flush()
     now = orch.runtime.clock.now()
     leases = read_leases(orch.store)
-    orch.store.catch_up()  # the view follows other processes' tasks (in log order, once)
-    states: dict[str, T.TaskState] = {}
-    for recorded in orch.store.read(types=orch.task_topics):
-        event = recorded.event
-        states[event.aggregate_id] = T.evolve(states.get(event.aggregate_id), event)
+    orch.store.catch_up()  # what other processes committed reaches the views and write model
+    states = orch.others_open_tasks()
     by_owner: dict[str, list[str]] = {}
     for task_id, state in states.items():
-        if not TASK.is_final(state.status) and state.owner != orch.instance_id:
-            by_owner.setdefault(state.owner, []).append(task_id)
-    orch.refresh_foreign(states)
+        by_owner.setdefault(state.owner, []).append(task_id)
     taken: list[TakeOver] = []
     contested: list[str] = []
     alive: list[str] = []
@@ -125,7 +119,7 @@ def recover_tasks(orch: TaskOrchestrator, policy: str = "resume") -> RecoveryRep
             contested.append(owner)
             continue
         taken.append(take)
-        orch.install_adopted(task_ids, {t: states[t] for t in task_ids}, events, states, policy)
+        orch.install_adopted(task_ids, {t: states[t] for t in task_ids}, events, policy)
     return RecoveryReport(policy, tuple(taken), tuple(contested), tuple(alive))
 
 

@@ -195,7 +195,6 @@ class TaskOrchestrator:
         # an executor that runs actions in the job's own thread (threads): called directly
         self._runs_in_place = type(self._executor).run_action is Executor.run_action
         self.lease = LeaseKeeper(self.store, self.runtime, self.instance_id, ttl=lease_ttl, on_lost=self._lease_lost)
-        self.task_topics = TASK_TOPICS
 
         self._lock = threading.RLock()
         self._timer_wake = threading.Condition(self._lock)  # new deadline / retry / stop
@@ -284,11 +283,19 @@ class TaskOrchestrator:
 
     def _on_committed_events(self, batch: Sequence[Recorded]) -> None:
         """Own commits and other processes' (the store follows the log and hands each
-        event over once, in log order)."""
+        event over once, in log order). Other processes' task events also move this
+        process's write model of their tasks, which recovery and dependencies read."""
         with self._view_lock:
             for recorded in batch:
                 if recorded.event.KIND == "task":
                     apply_task_event(self.view, recorded)
+        if self.store.delivering_foreign:
+            with self._lock:
+                for recorded in batch:
+                    event = recorded.event
+                    if event.KIND == "task" and event.aggregate_id not in self._owned:
+                        self._states[event.aggregate_id] = T.evolve(self._states.get(event.aggregate_id), event)
+                        self._age.setdefault(event.aggregate_id, next(self._ages))
 
     # -- commands: adding ------------------------------------------------------
 
@@ -1192,14 +1199,15 @@ class TaskOrchestrator:
         self._check_open()
         return recover_tasks(self, policy)
 
-    def refresh_foreign(self, known: dict[str, TaskState]) -> None:
-        """Replace what this process knows of other owners' tasks by ``known`` (folded
-        from the log just now): tasks created or changed by other processes."""
+    def others_open_tasks(self) -> dict[str, TaskState]:
+        """Copies of the open tasks other engines own, as this process knows them (call
+        ``store.catch_up()`` first to include what they committed lately)."""
         with self._lock:
-            for task_id, state in known.items():
-                if task_id not in self._owned:
-                    self._states[task_id] = copy.copy(state)
-                    self._age.setdefault(task_id, next(self._ages))
+            return {
+                task_id: copy.copy(state)
+                for task_id, state in self._states.items()
+                if task_id not in self._owned and state.status not in _FINAL and state.owner != self.instance_id
+            }
 
     def task_owner(self, task_id: str) -> str | None:
         """The engine instance that owns ``task_id`` as far as this process knows."""
@@ -1212,7 +1220,6 @@ class TaskOrchestrator:
         task_ids: Sequence[str],
         adopted: dict[str, TaskState],
         committed: Sequence[Event],
-        known: dict[str, TaskState],
         policy: str,
     ) -> None:
         """Own the tasks of a committed adoption and schedule them like new ones."""
