@@ -24,6 +24,7 @@ raises ``ValueError``, as the spec says.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import queue
@@ -397,16 +398,41 @@ class OrchestrationEngine:
         ))  # fmt: skip
 
     def _end_session(self, session_id: str, trigger: str, make: Callable[[int, datetime, Any], Event]) -> bool:
+        return bool(self._end_sessions([(session_id, make)], trigger))
+
+    def _end_sessions(
+        self, ending: Sequence[tuple[str, Callable[[int, datetime, Any], Event]]], trigger: str
+    ) -> list[str]:
+        """End the sessions that can take ``trigger``, in one commit, and release what
+        they held; the ids ended. If the commit conflicts (another engine ended one
+        first), a batch is retried one session at a time and those conflicts are
+        skipped; a single session's conflict is raised."""
         with self._lock:
-            with self._view_lock:
-                rec = self.sessions.sessions.get(session_id)
-            if rec is None or not SESSION.can(rec.status, trigger):
-                return False
-            event = make(self._versions[session_id] + 1, self.runtime.clock.now(), rec)
-            self.store.append([event])
-            self.task_orchestrator.clear_group_limit(session_id)
-        self._release_session_resources(session_id)
-        return True
+            events: list[Event] = []
+            now = self.runtime.clock.now()
+            for session_id, make in ending:
+                with self._view_lock:
+                    rec = self.sessions.sessions.get(session_id)
+                if rec is not None and SESSION.can(rec.status, trigger):
+                    events.append(make(self._versions[session_id] + 1, now, rec))
+            if not events:
+                return []
+            try:
+                self.store.append(events)
+                ended = [e.aggregate_id for e in events]
+            except ConcurrencyConflictError:
+                if len(events) == 1:
+                    raise
+                ended = []
+                for event in events:
+                    with contextlib.suppress(ConcurrencyConflictError):
+                        self.store.append([event])
+                        ended.append(event.aggregate_id)
+            for session_id in ended:
+                self.task_orchestrator.clear_group_limit(session_id)
+        for session_id in ended:
+            self._release_session_resources(session_id)
+        return ended
 
     def _session_resources(self, session_id: str) -> None:
         """A ``resource_aware`` session holds its ``resource_requirements`` while it runs
@@ -449,7 +475,7 @@ class OrchestrationEngine:
                 for rec in self.sessions.sessions.values()
                 if rec.status is SessionStatus.ACTIVE and rec.owner and rec.owner != me
             ]
-        released = []
+        ending = []
         for session_id, owner in candidates:
             lease = leases.get(owner)
             if lease is None or not (
@@ -457,9 +483,8 @@ class OrchestrationEngine:
             ):
                 continue
             reason = f"its engine {owner} was lost; closed by the recovery of engine {me}"
-            if self._end_session(session_id, "close", functools.partial(_lost_session_closed, session_id, reason)):
-                released.append(session_id)
-        return tuple(released)
+            ending.append((session_id, functools.partial(_lost_session_closed, session_id, reason)))
+        return tuple(self._end_sessions(ending, "close"))
 
     def _release_session_resources(self, session_id: str) -> None:
         holder = f"session:{session_id}"
